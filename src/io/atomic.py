@@ -1,0 +1,60 @@
+"""Atomic file writes: write to a temporary name in the same folder, then rename.
+
+A process killed at any point leaves either the old file or the complete new one, never a
+half-written file. Every writer in the project goes through these helpers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on success it is renamed onto `path`."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + target.suffix, dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_image_atomic(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Encode with OpenCV by the file's extension (PNG keeps uint16) and write atomically."""
+    ext = Path(path).suffix or ".png"
+    ok, buf = cv2.imencode(ext, image)
+    if not ok:
+        raise OSError(f"{path}: OpenCV could not encode a {image.dtype} image of shape {image.shape}")
+    write_bytes_atomic(path, buf.tobytes())
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> int:
+    """Delete temporaries left by a killed writer below `folder`; returns how many were removed."""
+    removed = 0
+    for tmp in Path(folder).rglob(".*.tmp*"):
+        if tmp.is_file():
+            tmp.unlink()
+            removed += 1
+    return removed
