@@ -10,6 +10,11 @@ Processed (what convert writes and the rgbd datamodule reads):
 
 Depth in the processed layout maps [nose - depth_padding, nose + face_depth] mm linearly onto 1..max_level
 (255 for the original 8-bit files, 65535 for the 16-bit variant we recommend) and 0 = background.
+
+config.txt keys: near_mm, far_mm, depth_bits (the encoding); optional fx, fy, cx, cy (pinhole intrinsics of
+the processed image, for point clouds), face_depth_mm, depth_padding_mm, nose_depth_mm, source, ...
+Frame ids are `<group>_<index:06d>`: the group (a capture session or an identity, no underscore) is what
+held-out splits are made by, so frames of one group never land on both sides of a split.
 """
 
 from __future__ import annotations
@@ -145,6 +150,19 @@ def depth_encoding_from_config(config: dict[str, str], source: str = CONFIG_FILE
         return DepthEncoding(float(config["near_mm"]), float(config["far_mm"]), int(config.get("depth_bits", 8)))
     except KeyError as err:
         raise KeyError(f"{source}: missing key {err.args[0]!r} (needed to turn depth levels into mm)") from None
+
+
+def intrinsics_from_config(config: dict[str, str]) -> tuple[float, float, float, float] | None:
+    """(fx, fy, cx, cy) of the processed image when the dataset records them, else None."""
+    try:
+        return tuple(float(config[k]) for k in ("fx", "fy", "cx", "cy"))  # type: ignore[return-value]
+    except KeyError:
+        return None
+
+
+def frame_group(frame_id: str) -> str:
+    """The session / identity a frame belongs to: everything before the last underscore."""
+    return frame_id.rsplit("_", 1)[0] if "_" in frame_id else frame_id
 
 
 def processed_paths(root: str | os.PathLike, split: str, frame_id: str) -> dict[str, Path]:
