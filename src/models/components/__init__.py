@@ -1,0 +1,1 @@
+"""Networks shared by all systems: generators, discriminators, frozen perceptual backbones, checkpoint importers."""
