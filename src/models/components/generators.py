@@ -34,15 +34,14 @@ def _finish(module: nn.Module, init_gain: float, inference_norm: str, inference_
 
 
 class UnetSkipBlock(nn.Module):
-    """One U-Net level: ``down_act`` -> ``down`` -> ``submodule`` -> ``up``, concatenated with the skip.
+    """One U-Net level: ``down`` -> ``submodule`` -> ``up``, concatenated with the block input (skip).
 
     outermost: down = [conv], up = [relu, convT, tanh], no concat (its output is the network output).
-    innermost: down_act = lrelu, down = [conv], up = [relu, convT, norm] (no norm on the bottleneck itself).
-    middle:    down_act = lrelu, down = [conv, norm], up = [relu, convT, norm, (dropout 0.5)].
+    innermost: down = [lrelu, conv], up = [relu, convT, norm] (no norm on the 1x1 bottleneck itself).
+    middle:    down = [lrelu, conv, norm], up = [relu, convT, norm, (dropout 0.5)].
 
-    The skip carries the *activated* input LeakyReLU(x), not x: the original applies an in-place LeakyReLU to
-    the tensor it later concatenates, so its checkpoints were trained with exactly this. It is written out
-    explicitly here instead of relying on the in-place side effect.
+    The original's LeakyReLU is in-place, so its skip actually carries LeakyReLU(x); every skip is consumed by
+    the parent's ReLU and ReLU(LeakyReLU(x)) == ReLU(x), so concatenating x is identical (values and gradients).
     """
 
     def __init__(
@@ -64,12 +63,10 @@ class UnetSkipBlock(nn.Module):
         down_conv = nn.Conv2d(input_nc, inner_nc, kernel_size=4, stride=2, padding=1, bias=bias)
         up_in = inner_nc if innermost else inner_nc * 2
         if outermost:
-            self.down_act: nn.Module = nn.Identity()
             down: list[nn.Module] = [down_conv]
             up: list[nn.Module] = [nn.ReLU(), nn.ConvTranspose2d(up_in, outer_nc, 4, stride=2, padding=1), nn.Tanh()]
         else:
-            self.down_act = nn.LeakyReLU(0.2)
-            down = [down_conv] if innermost else [down_conv, norm_layer(inner_nc)]
+            down = [nn.LeakyReLU(0.2), down_conv] + ([] if innermost else [norm_layer(inner_nc)])
             up = [
                 nn.ReLU(),
                 nn.ConvTranspose2d(up_in, outer_nc, 4, stride=2, padding=1, bias=bias),
@@ -82,9 +79,8 @@ class UnetSkipBlock(nn.Module):
         self.up = nn.Sequential(*up)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skip = self.down_act(x)
-        y = self.up(self.submodule(self.down(skip)))
-        return y if self.outermost else torch.cat([skip, y], 1)
+        y = self.up(self.submodule(self.down(x)))
+        return y if self.outermost else torch.cat([x, y], 1)
 
 
 class UnetGenerator(nn.Module):

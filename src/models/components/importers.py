@@ -1,7 +1,7 @@
 """Import generator checkpoints of the original pix2pix code (``<epoch>_net_G.pth``) into our networks.
 
 The original U-Net nests ``UnetSkipConnectionBlock``s whose layers sit in one ``model`` Sequential each, so its
-keys read ``model.model.1.model.3.model.2.weight``; ours name the parts (``unet.submodule.submodule.down.1``).
+keys read ``model.model.1.model.3.model.2.weight``; ours name the parts (``unet.submodule.submodule.down.2``).
 ``pix2pix_unet_key_to_ours`` translates one key; the ResNet generator keeps the original layout and needs no
 translation. ``bgr_to_rgb`` reorders the last layer's output channels because the RGBD original was trained on
 OpenCV-loaded images (B, G, R, D) while our tensors are R, G, B, D.
@@ -20,8 +20,8 @@ from src.models.components.generators import RESNET_BLOCKS, UNET_DEPTHS, build_g
 
 # Index inside the original block's Sequential -> our (part, index); "sub" marks the nested block.
 _OUTERMOST = {"0": "down.0", "1": "sub", "3": "up.1"}
-_MIDDLE = {"1": "down.0", "2": "down.1", "3": "sub", "5": "up.1", "6": "up.2"}
-_INNERMOST = {"1": "down.0", "3": "up.1", "4": "up.2"}
+_MIDDLE = {"1": "down.1", "2": "down.2", "3": "sub", "5": "up.1", "6": "up.2"}
+_INNERMOST = {"1": "down.1", "3": "up.1", "4": "up.2"}
 _BLOCK_STEP = re.compile(r"model\.(\d+)\.")
 
 
