@@ -27,6 +27,8 @@ def final_predictions(outputs: DiscriminatorOutput) -> list[torch.Tensor]:
 class GANLoss(nn.Module):
     """lsgan (MSE to 1 / 0), vanilla (BCE on logits; the generator side is the non-saturating loss) or hinge.
 
+    Discriminators must output raw scores (``use_sigmoid=False``): vanilla applies the sigmoid itself.
+
     ``forward(outputs, target_is_real, for_discriminator)`` gives one term; ``discriminator_loss`` and
     ``generator_loss`` give the usual combinations.
     """

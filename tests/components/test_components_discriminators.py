@@ -23,6 +23,8 @@ def test_rgbd_original_discriminator_counts() -> None:
     assert count_parameters(_meta(lambda: NLayerDiscriminator(5, 64, 4, norm="instance"))) == 6_961_601
     multi = _meta(lambda: MultiscaleDiscriminator(5, 64, 4, num_D=3, norm="batch"))
     assert count_parameters(multi) == 3 * 6_964_417
+    # The pix2pix layout (padding 1, no conv bias before BatchNorm) also rounds to 6.96 M.
+    assert count_parameters(_meta(lambda: NLayerDiscriminator(5, 64, 4, layout="pix2pix"))) == 6_963_009
 
 
 def test_other_reference_layouts() -> None:

@@ -65,6 +65,29 @@ def test_lpips_gradient_reaches_generator_output_and_parameters() -> None:
     assert all(p.grad is None for p in lpips.parameters())  # the metric itself stays frozen
 
 
+def test_lpips_equals_the_paper_formula_with_lpips_scaling_constants() -> None:
+    torch.manual_seed(0)
+    lpips = LPIPS("alex", backbone_weights="random", reduction="none")
+    x, y = torch.rand(2, 3, 48, 48) * 2 - 1, torch.rand(2, 3, 48, 48) * 2 - 1
+    shift = torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1)  # LPIPS v0.1 ScalingLayer
+    scale = torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1)
+
+    def taps(img: torch.Tensor) -> list[torch.Tensor]:
+        out, h = [], (img - shift) / scale
+        for index, layer in enumerate(lpips.backbone.features):
+            h = layer(h)
+            if index in (1, 4, 7, 9, 11):
+                out.append(h)
+        return out
+
+    expected = torch.zeros(2)
+    for head, fx, fy in zip(lpips.heads, taps(x), taps(y)):
+        nx = fx / (fx.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+        ny = fy / (fy.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+        expected += (head.weight.view(1, -1, 1, 1) * (nx - ny).pow(2)).sum(1).mean(dim=(1, 2))
+    assert torch.allclose(lpips(x, y), expected, rtol=1e-4, atol=1e-6)
+
+
 def test_lpips_per_sample_and_identity() -> None:
     torch.manual_seed(0)
     lpips = LPIPS("vgg", backbone_weights="random", reduction="none")

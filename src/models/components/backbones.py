@@ -178,10 +178,12 @@ class FeatureBackbone(nn.Module):
         if self.input_range == "minus_one_one":
             x = (x + 1) / 2
         x = (x - self.mean) / self.std
+        wanted = set(self.tap_indices)
         outputs: dict[int, torch.Tensor] = {}
         for index, layer in enumerate(self.features):
             x = layer(x)
-            outputs[index] = x
+            if index in wanted:
+                outputs[index] = x
         return [outputs[i] for i in self.tap_indices]
 
 

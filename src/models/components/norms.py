@@ -70,7 +70,10 @@ def get_norm_layer(norm: str) -> Callable[[int], nn.Module]:
 
 
 def conv_bias_for(norm: str) -> bool:
-    """pix2pix rule: convolutions followed by BatchNorm carry no bias (the norm's shift replaces it)."""
+    """pix2pix rule: convolutions followed by BatchNorm carry no bias (the norm's shift replaces it).
+
+    With ``norm="none"`` convs keep their bias; the original dropped it there too (a quirk with no benefit).
+    """
     if norm not in NORM_CHOICES:
         raise ValueError(f"norm must be one of {NORM_CHOICES}, got {norm!r}")
     return norm != "batch"
