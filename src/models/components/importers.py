@@ -91,8 +91,8 @@ def import_pix2pix_generator(
     """
     if name not in UNET_DEPTHS and name not in RESNET_BLOCKS:
         raise ValueError(f"import_pix2pix_generator supports {[*UNET_DEPTHS, *RESNET_BLOCKS]}, got {name!r}")
-    label = f"pix2pix checkpoint {path_or_state_dict if not isinstance(path_or_state_dict, dict) else '<dict>'}"
-    source = load_state_dict_file(path_or_state_dict, label)
+    source = load_state_dict_file(path_or_state_dict, "pix2pix checkpoint")
+    label = f"pix2pix checkpoint {'<state dict>' if isinstance(path_or_state_dict, dict) else path_or_state_dict}"
     net = build_generator(
         name,
         input_nc,
