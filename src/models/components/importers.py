@@ -121,7 +121,7 @@ def import_pix2pix_generator(
         last_weight, last_bias, out_dim = f"model.{last}.weight", f"model.{last}.bias", 0  # Conv2d: (out, in, k, k)
     missing = [k for k in own if k not in mapped]
     wrong_shape = [
-        f"{k} {tuple(mapped[k].shape)} vs {tuple(v.shape)}"
+        f"{k}: checkpoint {tuple(mapped[k].shape)} vs model {tuple(v.shape)}"
         for k, v in own.items()
         if k in mapped and mapped[k].shape != v.shape
     ]
