@@ -214,8 +214,8 @@ def crop_transform(box: tuple[float, float, float, float], scale: float, size: i
     """Affine source -> processed pixels: scale about pixel centres, then a size x size crop centred on the box."""
     centre_x = scale * (box[0] + box[2] / 2 + 0.5) - 0.5
     centre_y = scale * (box[1] + box[3] / 2 + 0.5) - 0.5
-    crop_x = math.floor(centre_x - size / 2 + 0.5)
-    crop_y = math.floor(centre_y - size / 2 + 0.5)
+    crop_x = math.floor(centre_x - (size - 1) / 2 + 0.5)  # the box centre lands within 0.5 px of the crop centre
+    crop_y = math.floor(centre_y - (size - 1) / 2 + 0.5)
     offset = 0.5 * scale - 0.5
     return np.array([[scale, 0.0, offset - crop_x], [0.0, scale, offset - crop_y]])
 

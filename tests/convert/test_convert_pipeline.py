@@ -1,0 +1,193 @@
+"""The conversion app end to end on tiny captures: report, resume after a kill, determinism, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from convert_testdata import detector_spec, tree_hashes, write_capture
+
+from src.convert import NothingUsableError, run_conversion
+from src.convert.pipeline import STATE_DIR
+from src.io.rgbd_layout import depth_encoding_from_config, intrinsics_from_config, read_config
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+
+GOOD = [{"name": f"sessA_{i}", "seed": i, "nose_mm": 600.0 + 7 * i} for i in range(5)]
+BROKEN = [
+    {"name": "sessA_20", "seed": 20, "faces": "none"},
+    {"name": "sessA_21", "seed": 21, "faces": "two"},
+    {"name": "sessA_22", "seed": 22, "break": "truncated_png"},
+    {"name": "sessA_23", "seed": 23, "break": "missing_depth"},
+    {"name": "sessA_24", "seed": 24, "break": "depth_8bit"},
+    {"name": "sessA_25", "seed": 25, "break": "garbage"},
+]
+EVAL = [{"name": f"sessB_{i}", "seed": 100 + i} for i in range(2)]
+
+
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("unprocessed") / "capture"
+    table = write_capture(root, {"train": GOOD + BROKEN, "eval": EVAL})
+    return root, table
+
+
+def _cfg(capture, output: Path, **kw) -> dict:
+    root, table = capture
+    cfg = dict(
+        input=str(root),
+        output=str(output),
+        detector=detector_spec(table),
+        max_pose_deg=None,
+        detect_max_side=None,
+        size=128,
+        padding=8,
+        workers=1,
+        progress=False,
+    )
+    cfg.update(kw)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def reference(capture, tmp_path_factory) -> tuple[Path, object]:
+    out = tmp_path_factory.mktemp("processed") / "reference"
+    return out, run_conversion(_cfg(capture, out))
+
+
+def test_every_rejection_is_counted_by_reason_and_accepted_frames_are_written(reference):
+    out, report = reference
+    assert report.accepted == {"train": 5, "eval": 2}
+    expected = {"no_face": 1, "multiple_faces": 1, "truncated_png": 1, "missing_depth": 1, "depth_not_16bit": 1}
+    expected["unreadable"] = 1
+    assert {k: v for k, v in report.rejected.items() if v} == expected
+    saved = json.loads((out / "conversion_report.json").read_text())
+    assert saved["rejected"] == report.rejected and saved["accepted_total"] == 7
+    assert {r["frame_id"] for r in saved["rejected_frames"]} == {f"sessA_{i:06d}" for i in range(20, 26)}
+    for split, n in (("train", 5), ("eval", 2)):
+        for kind in ("Color", "Depth", "Feature", "Landmark"):
+            assert len(list((out / split / kind).iterdir())) == n
+    assert sorted(p.stem for p in (out / "eval" / "Color").iterdir()) == ["sessB_000000", "sessB_000001"]
+
+
+def test_dataset_config_names_the_depth_encoding_and_intrinsics(reference):
+    out, report = reference
+    config = read_config(out / "config.txt")
+    encoding = depth_encoding_from_config(config)
+    assert encoding.bits == 16
+    assert encoding.near_mm == pytest.approx(report.desired_nose_depth_mm - 20)
+    assert encoding.far_mm == pytest.approx(report.desired_nose_depth_mm + 200)
+    assert float(config["nose_depth_mm"]) == pytest.approx(report.desired_nose_depth_mm)
+    fx, _fy, cx, cy = intrinsics_from_config(config)
+    assert fx == pytest.approx(300.0 * report.global_scale) and cx == cy == 63.5
+    assert float(config["face_depth_mm"]) == 200 and float(config["depth_padding_mm"]) == 20
+
+
+def test_rerun_on_a_finished_output_changes_nothing(capture, reference):
+    out, _ = reference
+    before = tree_hashes(out)
+    report = run_conversion(_cfg(capture, out))
+    assert report.this_run.measured == 0 and report.this_run.rendered == 0
+    assert tree_hashes(out) == before
+
+
+def _run_killed(capture, output: Path, exit_after: int) -> int:
+    """Run the conversion in a child process that dies abruptly after `exit_after` frames."""
+    cfg = _cfg(capture, output, exit_after_frames=exit_after)
+    code = "import json, sys; from src.convert import run_conversion; run_conversion(json.loads(sys.argv[1]))"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(HERE)]))
+    return subprocess.run([sys.executable, "-c", code, json.dumps(cfg)], cwd=REPO, env=env, timeout=120).returncode
+
+
+def test_killed_twice_then_resumed_gives_byte_identical_output(capture, reference, tmp_path):
+    ref_out, ref_report = reference
+    out = tmp_path / "resumed"
+    assert _run_killed(capture, out, exit_after=4) == 3  # dies in pass 1
+    assert not (out / "config.txt").exists()
+    assert _run_killed(capture, out, exit_after=13) == 3  # dies in pass 2, after some frames are written
+    assert (out / "train" / "Color").is_dir() and not (out / "config.txt").exists()
+    # A writer killed mid-file leaves only a temporary name; the resume removes it.
+    stale = out / "train" / "Depth" / ".sessA_000004.png.abc.tmp.png"
+    stale.write_bytes(b"half a png")
+    report = run_conversion(_cfg(capture, out))
+    assert report.this_run.reused > 0 and report.this_run.measured < report.frames_total
+    assert tree_hashes(out) == tree_hashes(ref_out)
+    assert not [p for p in out.rglob("*.tmp*")]
+    body = json.loads((out / "conversion_report.json").read_text())
+    ref_body = json.loads((ref_out / "conversion_report.json").read_text())
+    for key in ("this_run", "output"):
+        body.pop(key), ref_body.pop(key)
+    assert body == ref_body
+    assert report.rejected == ref_report.rejected
+
+
+def test_two_workers_write_the_same_bytes_as_one(capture, reference, tmp_path):
+    out = tmp_path / "parallel"
+    report = run_conversion(_cfg(capture, out, workers=2))
+    assert report.accepted_total == 7
+    assert tree_hashes(out) == tree_hashes(reference[0])
+
+
+def test_resume_with_other_settings_is_refused_and_overwrite_starts_over(capture, reference, tmp_path):
+    out = tmp_path / "settings"
+    run_conversion(_cfg(capture, out))
+    with pytest.raises(FileExistsError, match="face_depth"):
+        run_conversion(_cfg(capture, out, face_depth=80))
+    report = run_conversion(_cfg(capture, out, face_depth=80, depth_bits=8, overwrite=True))
+    assert depth_encoding_from_config(read_config(out / "config.txt")).bits == 8
+    assert report.accepted_total == 7
+
+
+def test_nothing_usable_is_one_clear_error_and_leaves_no_dataset(tmp_path):
+    root = tmp_path / "empty-faces"
+    table = write_capture(root, {"train": [{"name": "1", "seed": 1, "faces": "none"}, {"name": "2", "seed": 2}]})
+    (root / "train" / "Depth" / "2.png").unlink()
+    out = tmp_path / "out"
+    cfg = dict(input=str(root), output=str(out), detector=detector_spec(table), max_pose_deg=None, workers=1)
+    cfg.update(detect_max_side=None, progress=False)
+    with pytest.raises(NothingUsableError, match=r"nothing usable .* all 2 frame\(s\) were rejected"):
+        run_conversion(cfg)
+    assert not (out / "train").exists() and not (out / STATE_DIR).exists() and not (out / "config.txt").exists()
+
+
+def test_command_line_app_converts_and_exits_1_when_nothing_is_usable(capture, tmp_path):
+    root, table = capture
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(HERE)]))
+    common = [
+        sys.executable,
+        "-m",
+        "src.convert",
+        f"input={root}",
+        "detector=null",
+        "+detector.name=convert_testdata:LookupDetector",
+        f"+detector.table={table}",
+        "max_pose_deg=null",
+        "detect_max_side=null",
+        "size=64",
+        "padding=4",
+        "workers=1",
+        "progress=false",
+        f"hydra.run.dir={tmp_path / 'hydra'}",
+    ]
+    done = subprocess.run([*common, f"output={tmp_path / 'cli'}"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "converted 7 of 13 frames" in done.stdout and "rejected no_face" in done.stdout
+    # An input where every frame is bad: one error line, exit code 1.
+    bad = tmp_path / "bad"
+    (bad / "train" / "Color").mkdir(parents=True)
+    (bad / "train" / "Color" / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    failed = subprocess.run(
+        [*common[:3], f"input={bad}", *common[4:], f"output={tmp_path / 'none'}"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert failed.returncode == 1
+    errors = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "nothing usable" in errors[0] and "truncated_png 1" in errors[0]
