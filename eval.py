@@ -1,0 +1,105 @@
+"""Evaluate a checkpoint on the held-out split: python eval.py ckpt=<path> [experiment=...] [data=rgbd data.root=...]
+
+The model is rebuilt from the checkpoint alone (class, architecture, weights); the experiment only names the model
+class the checkpoint must hold. Scores every held-out frame (mean / median / std / min / max per metric), prints
+the table, and writes a report folder (index.html, metrics.json, metrics.md, sample rows, point clouds).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch import LightningDataModule
+from omegaconf import DictConfig, OmegaConf
+
+os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
+
+from src.utils.checkpoint import load_module, stored_run_config
+from src.utils.errors import UserError, run_cli
+from src.utils.instantiators import instantiate_loggers
+from src.utils.scoring import score_on_test
+from src.utils.task import extras, task_wrapper
+
+log = logging.getLogger(__name__)
+DATA_FROM_CHOICES = ("auto", "checkpoint", "config")
+
+
+def _data_overridden_on_command_line() -> bool:
+    if not HydraConfig.initialized():
+        return False
+    return any(o.lstrip("+~").split("=")[0].split(".")[0] == "data" for o in HydraConfig.get().overrides.task)
+
+
+def choose_data_config(cfg: DictConfig, checkpoint: dict[str, Any]) -> DictConfig:
+    """The checkpoint's own dataset unless the user chose data (command line or data_from=config)."""
+    data_from = cfg.get("data_from", "auto")
+    if data_from not in DATA_FROM_CHOICES:
+        raise UserError(f"data_from must be one of {DATA_FROM_CHOICES}, got {data_from!r}")
+    stored = stored_run_config(checkpoint).get("data")
+    use_config = data_from == "config" or (data_from == "auto" and _data_overridden_on_command_line())
+    if use_config or not stored:
+        if data_from == "checkpoint":
+            raise UserError(f"{cfg.ckpt}: the checkpoint stores no data config; use data_from=config")
+        return cfg.data
+    log.info("Evaluating on the dataset the checkpoint was trained on (override data=... to change it)")
+    return OmegaConf.create(stored)
+
+
+@task_wrapper
+def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    expected = cfg.model.get("_target_") if cfg.get("model") else None
+    overrides = OmegaConf.to_container(cfg.get("model_overrides") or {}, resolve=True)
+    log.info(f"Loading {cfg.ckpt}")
+    model, checkpoint = load_module(cfg.ckpt, expected_class=expected, overrides=overrides)  # type: ignore[arg-type]
+    model.num_kept_samples = int(cfg.get("num_report_samples", model.num_kept_samples))
+    data_cfg = choose_data_config(cfg, checkpoint)
+    datamodule: LightningDataModule = hydra.utils.instantiate(data_cfg)
+    loggers = instantiate_loggers(cfg.get("logger"))
+    trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=[], enable_checkpointing=False)
+    results = score_on_test(trainer, model, datamodule)
+
+    from src.utils.scoring import metric_table
+
+    names = list(results["summary"])
+    table = metric_table({"mean ± std": results["summary"]}, names)
+    log.info(f"Held-out metrics of {cfg.ckpt} ({len(results['frame_ids'])} frames):\n{table}")
+    output_dir = Path(cfg.paths.output_dir)
+    if cfg.get("report"):
+        from src.eval.report import write_report
+
+        try:
+            samples = model.report_samples("test")
+        except NotImplementedError:
+            samples = []
+        meta = {
+            "checkpoint": str(Path(cfg.ckpt).resolve()),
+            "model": type(model).__name__,
+            "epoch": checkpoint.get("epoch"),
+            "dataset": str(getattr(datamodule, "root", "")),
+            "split": "test (held out)",
+            "generator": "EMA" if getattr(model, "generator_ema", None) is not None else "G",
+        }
+        index = write_report(output_dir / "report", results["per_sample"], samples, "Held-out evaluation", meta)
+        log.info(f"Report: {index}")
+    metric_dict = {f"test/{name}": stats["mean"] for name, stats in results["summary"].items()}
+    return metric_dict, {"cfg": cfg, "model": model, "datamodule": datamodule, "results": results}
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="eval.yaml")
+def main(cfg: DictConfig) -> None:
+    if OmegaConf.is_missing(cfg, "ckpt"):
+        raise UserError("ckpt is required: python eval.py ckpt=<path to a .ckpt written by train.py>")
+    extras(cfg)
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,104 @@
+"""Sample grids during training: a fixed batch rendered every N epochs and sent to every logger that takes images.
+
+The batch is fixed (the first `num_samples` frames of the validation split, else of the training split), so
+grids of successive epochs show the same faces and progress is visible at a glance. Rendering is the model's
+own `sample_grid(batch, outputs)` (input | prediction | truth | depth maps for rgbd_face); this callback owns
+the schedule and the delivery: TensorBoard `add_image`, wandb `Image`, visdom `image`, and a PNG in
+`<output_dir>/samples/` always (so CSV-only runs, and the quick start, have their grids on disk).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+from src.io.atomic import write_image_atomic
+
+log = logging.getLogger(__name__)
+
+
+def _take(batch: dict[str, Any], count: int) -> dict[str, Any]:
+    return {k: v[:count] for k, v in batch.items()}
+
+
+def _concat(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: torch.cat([v, second[k]]) if isinstance(v, torch.Tensor) else list(v) + list(second[k])
+        for k, v in first.items()
+    }
+
+
+class SampleGridCallback(Callback):
+    def __init__(self, every_n_epochs: int = 1, num_samples: int = 4, output_dir: str | None = None) -> None:
+        self.every_n_epochs = max(1, int(every_n_epochs))
+        self.num_samples = int(num_samples)
+        self.output_dir = Path(output_dir) if output_dir else None
+        self._batch: dict[str, Any] | None = None
+        self.written: list[Path] = []
+
+    def _fixed_batch(self, trainer: Trainer) -> dict[str, Any] | None:
+        if self._batch is None:
+            datamodule = trainer.datamodule
+            for name in ("val_dataloader", "train_dataloader"):
+                try:
+                    loader = getattr(datamodule, name)()
+                except Exception:  # an empty split: try the next one
+                    continue
+                collected: dict[str, Any] | None = None
+                for batch in loader:
+                    collected = batch if collected is None else _concat(collected, batch)
+                    if (
+                        len(collected["frame_id"] if "frame_id" in collected else next(iter(collected.values())))
+                        >= self.num_samples
+                    ):
+                        break
+                if collected is not None:
+                    self._batch = _take(collected, self.num_samples)
+                    break
+        return self._batch
+
+    @rank_zero_only
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        epoch = trainer.current_epoch
+        last = trainer.max_epochs is not None and epoch + 1 >= trainer.max_epochs
+        if trainer.sanity_checking or ((epoch + 1) % self.every_n_epochs and not last):
+            return
+        self.render(trainer, pl_module, tag=f"epoch_{epoch:04d}")
+
+    def render(self, trainer: Trainer, pl_module: LightningModule, tag: str) -> np.ndarray | None:
+        batch = self._fixed_batch(trainer)
+        if batch is None:
+            return None
+        device_batch = {k: v.to(pl_module.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            with torch.no_grad():
+                outputs = pl_module.generate(device_batch, pl_module.inference_generator)
+                grid = pl_module.sample_grid(device_batch, outputs)
+        finally:
+            pl_module.train(was_training)
+        self._deliver(trainer, grid, tag, trainer.global_step)
+        return grid
+
+    def _deliver(self, trainer: Trainer, grid: np.ndarray, tag: str, step: int) -> None:
+        folder = self.output_dir or Path(trainer.default_root_dir)
+        path = folder / "samples" / f"{tag}.png"
+        write_image_atomic(path, grid[..., ::-1])  # RGB in memory, BGR on disk (OpenCV)
+        self.written.append(path)
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_image("samples", grid, step, dataformats="HWC")
+            elif isinstance(logger, WandbLogger):
+                logger.log_image(key="samples", images=[grid], step=step)
+            elif isinstance(logger, CSVLogger):
+                write_image_atomic(Path(logger.log_dir) / "samples" / f"{tag}.png", grid[..., ::-1])
+            elif hasattr(logger, "log_image"):  # our VisdomLogger and any other image-capable logger
+                logger.log_image("samples", grid, step)

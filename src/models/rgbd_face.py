@@ -1,0 +1,270 @@
+"""rgbd_face: landmark drawing -> RGBD face (conditional pix2pix, the face-synthesizer original).
+
+G maps the 1-channel feature image to 4 channels (R, G, B, depth; tanh); D judges concat(feature, RGBD), 5
+channels. Loss table (weights in model.loss_weights; zero = not computed): gan, fm (pix2pixHD feature matching),
+l1 (all 4 channels, x100 in the original), lpips (with a real gradient, unlike the original), vgg, depth_l1_mm
+and depth_grad (depth in millimetres inside the true face, through the batch's DepthEncoding).
+
+The depth-as-mask rule (`depth_mask_rule`):
+- "original": the original's training rule: where the real OR the generated depth is background, all four
+  channels of both become -1 (src.losses.depth.apply_depth_mask). Pixels masked because the REAL depth is
+  background get no gradient, so the generator never learns its own background there.
+- "prediction" (default): the target keeps its own background (-1 in all channels where its depth is
+  background); the prediction is -1 in all channels where ITS depth is background, with a straight-through
+  gradient so masked pixels still learn. Training then sees exactly what inference produces.
+At inference (val / test / predict / export) there is no real image: only the generated depth can mask, which
+is what both rules reduce to. Metrics are therefore honest (the original scored with the real mask applied).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import hydra
+import numpy as np
+import torch
+from torch import nn
+
+from src.datamodules.rgbd import depth_encoding_from_batch, depth_unit_to_mm
+from src.losses.depth import BACKGROUND_THRESHOLD, apply_depth_mask
+from src.metrics import depth_metrics_mm, rgbd_image_metrics
+from src.models.gan import Batch, GANModule
+from src.utils.errors import UserError
+from src.utils.visualize import depth_to_color, error_map, make_grid, rgbd_to_numpy, unit_to_uint8
+
+log = logging.getLogger(__name__)
+
+DEPTH_MASK_RULES = ("prediction", "original")
+DEPTH = slice(3, 4)
+
+
+def mask_background(rgbd: torch.Tensor, threshold: float = BACKGROUND_THRESHOLD) -> torch.Tensor:
+    """-1 in every channel where the tensor's own depth is background (value unchanged elsewhere)."""
+    background = rgbd[:, DEPTH] <= threshold
+    return torch.where(background, torch.full((), -1.0, dtype=rgbd.dtype, device=rgbd.device), rgbd)
+
+
+def mask_background_straight_through(rgbd: torch.Tensor, threshold: float = BACKGROUND_THRESHOLD) -> torch.Tensor:
+    """mask_background in the forward pass, identity in the backward pass (masked pixels keep learning)."""
+    return rgbd + (mask_background(rgbd, threshold) - rgbd).detach()
+
+
+class MaskedGenerator(nn.Module):
+    """G followed by the inference depth-as-mask rule: the deployable RGBD generator (traceable)."""
+
+    def __init__(self, generator: nn.Module, threshold: float = BACKGROUND_THRESHOLD) -> None:
+        super().__init__()
+        self.generator = generator
+        self.threshold = threshold
+
+    def forward(self, feature: torch.Tensor) -> torch.Tensor:
+        return mask_background(self.generator(feature), self.threshold)
+
+
+class MeanFaceGenerator(nn.Module):
+    """The mean-face baseline: ignores its input and returns the per-pixel average training face.
+
+    Colour: mean over all training frames (background -1 included, as the targets have it). Depth: mean over
+    the frames that have depth at that pixel, where at least half of them do; background elsewhere. This is
+    the strongest input-independent guess a trained generator has to beat.
+    """
+
+    def __init__(self, mean_rgbd: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mean_rgbd", mean_rgbd.reshape(1, *mean_rgbd.shape[-3:]).clone())
+
+    def forward(self, feature: torch.Tensor) -> torch.Tensor:
+        return self.mean_rgbd.expand(feature.shape[0], -1, -1, -1).to(feature.dtype)
+
+    @classmethod
+    def from_batches(cls, batches: Any, threshold: float = BACKGROUND_THRESHOLD) -> MeanFaceGenerator:
+        colour_sum = depth_sum = depth_count = None
+        frames = 0
+        for batch in batches:
+            target = mask_background(batch["rgbd"].double(), threshold)
+            foreground = (target[:, DEPTH] > threshold).double()
+            colour, depth = target[:, :3].sum(0), (target[:, DEPTH] * foreground).sum(0)
+            count = foreground.sum(0)
+            if colour_sum is None:
+                colour_sum, depth_sum, depth_count = colour, depth, count
+            else:
+                colour_sum, depth_sum, depth_count = colour_sum + colour, depth_sum + depth, depth_count + count
+            frames += target.shape[0]
+        if not frames:
+            raise UserError("mean-face baseline: the training split is empty")
+        depth = torch.where(
+            depth_count >= frames / 2, depth_sum / depth_count.clamp_min(1), torch.full_like(depth_sum, -1)
+        )
+        mean = torch.cat([colour_sum / frames, depth], 0)
+        return cls(mask_background(mean[None], threshold)[0].float())
+
+
+class RGBDFaceModule(GANModule):
+    """Conditional pix2pix for RGBD faces; see the module docstring. Extra arguments over GANModule:
+
+    depth_mask_rule: "prediction" (default) or "original" (see the module docstring).
+    background_threshold: depth below this ([-1, 1] units) is background; default: half an 8-bit level.
+    lpips_metric: optional `_target_` config of src.metrics.LPIPSMetric for val / test (needs backbone weights;
+        when they are missing the metric is skipped with a warning, never silently).
+    """
+
+    GENERATOR_TERMS: ClassVar[tuple[str, ...]] = ("gan", "fm", "l1", "lpips", "vgg", "depth_l1_mm", "depth_grad")
+    DISCRIMINATOR_TERMS: ClassVar[tuple[str, ...]] = ("real", "fake")
+    CRITERIA_FOR_TERMS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "gan": ("gan",),
+        "real": ("gan",),
+        "fake": ("gan",),
+        "fm": ("fm",),
+        "l1": ("l1",),
+        "lpips": ("lpips",),
+        "vgg": ("vgg",),
+        "depth_l1_mm": ("depth_l1_mm",),
+        "depth_grad": ("depth_grad",),
+    }
+
+    def __init__(
+        self,
+        *args: Any,
+        depth_mask_rule: str = "prediction",
+        background_threshold: float = BACKGROUND_THRESHOLD,
+        lpips_metric: Mapping | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        if depth_mask_rule not in DEPTH_MASK_RULES:
+            raise UserError(f"model.depth_mask_rule must be one of {DEPTH_MASK_RULES}, got {depth_mask_rule!r}")
+        self.depth_mask_rule = depth_mask_rule
+        self.background_threshold = background_threshold
+        self.lpips_metric: nn.Module | None = None
+        if lpips_metric:
+            try:
+                self.lpips_metric = hydra.utils.instantiate(lpips_metric)
+                self.lpips_metric.requires_grad_(False)
+            except Exception as err:  # missing backbone weights: report, keep evaluating the rest
+                cause = err.__cause__ or err
+                log.warning(f"LPIPS metric disabled: {str(cause).splitlines()[0] if str(cause) else cause!r}")
+
+    # ------------------------------------------------------------------ forward and losses
+    def generate(self, batch: Batch, generator: nn.Module) -> dict[str, torch.Tensor]:
+        raw = generator(batch["feature"])
+        real = batch["rgbd"]
+        if self.training and self.depth_mask_rule == "original":
+            fake, target = apply_depth_mask(raw, real, self.background_threshold)
+        elif self.training:
+            fake = mask_background_straight_through(raw, self.background_threshold)
+            target = mask_background(real, self.background_threshold)
+        else:
+            fake = mask_background(raw, self.background_threshold)
+            target = mask_background(real, self.background_threshold)
+        return {"rgbd": fake, "target": target}
+
+    def _discriminate(self, condition: torch.Tensor, rgbd: torch.Tensor) -> Any:
+        return self.discriminator(torch.cat([condition, rgbd], dim=1))
+
+    def generator_losses(
+        self, batch: Batch, outputs: dict[str, torch.Tensor], terms: frozenset[str]
+    ) -> dict[str, torch.Tensor]:
+        fake, target, condition = outputs["rgbd"], outputs["target"], batch["feature"]
+        losses: dict[str, torch.Tensor] = {}
+        if terms & {"gan", "fm"}:
+            fake_outputs = self._discriminate(condition, fake)
+            if "gan" in terms:
+                losses["gan"] = self.criteria["gan"].generator_loss(fake_outputs)
+            if "fm" in terms:
+                with torch.no_grad():
+                    real_outputs = self._discriminate(condition, target)
+                losses["fm"] = self.criteria["fm"](fake_outputs, real_outputs)
+        if "l1" in terms:
+            losses["l1"] = self.criteria["l1"](fake, target)
+        for name in ("lpips", "vgg"):
+            if name in terms:
+                losses[name] = self.criteria[name](fake, target)
+        if terms & {"depth_l1_mm", "depth_grad"}:
+            fake_mm = depth_unit_to_mm(fake[:, DEPTH], batch)
+            target_mm = depth_unit_to_mm(target[:, DEPTH], batch)
+            for name in ("depth_l1_mm", "depth_grad"):
+                if name in terms:
+                    losses[name] = self.criteria[name](fake_mm, target_mm, batch["face_mask"])
+        return losses
+
+    def discriminator_losses(
+        self, batch: Batch, outputs: dict[str, torch.Tensor], terms: frozenset[str]
+    ) -> dict[str, torch.Tensor]:
+        condition = batch["feature"]
+        losses = {}
+        if "real" in terms:
+            losses["real"] = self.criteria["gan"](self._discriminate(condition, outputs["target"]), True)
+        if "fake" in terms:
+            losses["fake"] = self.criteria["gan"](self._discriminate(condition, outputs["rgbd"]), False)
+        return losses
+
+    # ------------------------------------------------------------------ evaluation
+    def sample_metrics(self, batch: Batch, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        fake, target = outputs["rgbd"].float(), outputs["target"].float()
+        metrics = rgbd_image_metrics(fake, target)
+        encodings = {depth_encoding_from_batch(batch, i) for i in range(fake.shape[0])}
+        if len(encodings) != 1:
+            raise UserError("a batch mixes depth encodings; evaluate one dataset at a time")
+        encoding = encodings.pop()
+        mm_per_unit = encoding.mm_per_level * encoding.max_level / 2.0
+        metrics.update(depth_metrics_mm(fake, target, mm_per_unit, batch["face_mask"], depth_channel=3))
+        if self.lpips_metric is not None:
+            metrics.update(self.lpips_metric(fake, target))
+        return metrics
+
+    def export_model(self) -> nn.Module:
+        """The deployable generator: inference G (EMA when enabled) + the inference depth-as-mask rule."""
+        return MaskedGenerator(self.inference_generator, self.background_threshold).eval()
+
+    def baseline_generators(self, datamodule: Any) -> dict[str, nn.Module]:
+        """Input-independent baselines a trained model must beat: the mean training face."""
+        batches = (b for b in datamodule.train_dataloader())
+        return {"mean_face": MeanFaceGenerator.from_batches(batches, self.background_threshold)}
+
+    # ------------------------------------------------------------------ pictures
+    def _views(self, batch: Batch, outputs: dict[str, torch.Tensor], index: int) -> dict[str, np.ndarray]:
+        encoding = depth_encoding_from_batch(batch, index)
+        pred_rgb, pred_mm = rgbd_to_numpy(outputs["rgbd"][index], encoding)
+        true_rgb, true_mm = rgbd_to_numpy(outputs["target"][index], encoding)
+        return {
+            "feature": unit_to_uint8(batch["feature"][index]),
+            "pred_rgb": pred_rgb,
+            "true_rgb": true_rgb,
+            "pred_depth_mm": pred_mm,
+            "true_depth_mm": true_mm,
+        }
+
+    def sample_grid(self, batch: Batch, outputs: dict[str, torch.Tensor]) -> np.ndarray:
+        """input | prediction | truth | depth pred | depth true | depth error, one row per sample."""
+        rows, names = [], []
+        for index in range(outputs["rgbd"].shape[0]):
+            views = self._views(batch, outputs, index)
+            encoding = depth_encoding_from_batch(batch, index)
+            near, far = encoding.near_mm, encoding.far_mm
+            error, _ = error_map(views["pred_depth_mm"], views["true_depth_mm"])
+            rows.append(
+                [
+                    views["feature"],
+                    views["pred_rgb"],
+                    views["true_rgb"],
+                    depth_to_color(views["pred_depth_mm"], near, far, legend=True),
+                    depth_to_color(views["true_depth_mm"], near, far, legend=True),
+                    error,
+                ]
+            )
+            names.append(str(batch["frame_id"][index]) if "frame_id" in batch else str(index))
+        labels = ["input", "prediction", "truth", "depth pred", "depth true", "depth |err|"]
+        return make_grid(rows, col_labels=labels, row_labels=names if len(names[0]) < 24 else None)
+
+    def report_samples(self, stage: str = "test") -> list[Any]:
+        """The kept evaluation samples as src.eval.report.ReportSample (for the eval report)."""
+        from src.eval.report import ReportSample
+
+        samples = []
+        for batch, outputs in self.eval_results.get(stage, {}).get("samples", []):
+            for index in range(outputs["rgbd"].shape[0]):
+                name = str(batch["frame_id"][index]) if "frame_id" in batch else f"{stage}_{len(samples)}"
+                samples.append(ReportSample(name=name, **self._views(batch, outputs, index)))
+        return samples

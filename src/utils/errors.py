@@ -1,0 +1,121 @@
+"""The friendly-error layer of the entry points: known user mistakes become ONE line, bugs keep their traceback.
+
+A user who mistypes an experiment name, forgets `ckpt=`, points at a corrupt checkpoint or at a dataset with a
+truncated PNG should read one sentence naming the key / file, not a wall of Lightning and Hydra frames.
+Everything else (a bug in our code) still shows its full traceback, because hiding that would hide the bug.
+`HYDRA_FULL_ERROR=1` or `+debug_traceback=true` shows the traceback for user errors too.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from hydra.errors import HydraException, InstantiationException, MissingConfigException
+from omegaconf.errors import OmegaConfBaseException
+
+from src.io.images import ImageReadError
+
+
+class UserError(Exception):
+    """A problem with what the user gave us (config, files, checkpoint); shown as one line without traceback."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint is missing, corrupt, or holds a different model than the one asked for."""
+
+
+class DatasetError(UserError):
+    """A dataset folder is missing files, has unreadable / mismatched files, or cannot be split as asked."""
+
+
+# Types whose messages are written for users (they name the file / key); anything else is treated as a bug.
+USER_ERROR_TYPES: tuple[type[BaseException], ...] = (
+    UserError,
+    ImageReadError,
+    FileNotFoundError,
+    HydraException,
+    OmegaConfBaseException,
+)
+_OMEGACONF_NOISE = ("object_type=", "reference_type=", "full_key:")
+
+
+def _chain(err: BaseException) -> Iterator[BaseException]:
+    """err, then its explicit causes / implicit contexts, innermost last (cycles guarded)."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _one_line(err: BaseException) -> str:
+    """Flatten a multi-line message: drop OmegaConf's type noise, keep the full key, join lines with '; '."""
+    lines, full_key = [], None
+    for raw in str(err).splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("full_key:"):
+            full_key = line.split(":", 1)[1].strip()
+        if line.startswith(_OMEGACONF_NOISE) or line.startswith("Set the environment variable HYDRA_FULL_ERROR"):
+            continue
+        lines.append(line)
+    text = "; ".join(lines).replace(":; ", ": ") or type(err).__name__
+    if full_key and full_key not in text:
+        text += f" (key: {full_key})"
+    return text
+
+
+def describe_user_error(err: BaseException) -> str | None:
+    """The one-line message for a known user error, or None when `err` looks like a bug.
+
+    Hydra wraps errors raised inside `_target_` constructors in InstantiationException; the innermost user error
+    in the chain (e.g. our DatasetError) is the informative one, so it wins. An InstantiationException that wraps
+    something else (a RuntimeError deep in a network) is a bug unless it is a bad argument or an unknown target.
+    """
+    chain = list(_chain(err))
+    for inner in reversed(chain):
+        if isinstance(inner, UserError | ImageReadError | FileNotFoundError):
+            return _one_line(inner)
+    if isinstance(err, InstantiationException):
+        cause = err.__cause__
+        if cause is None or isinstance(cause, TypeError | ImportError | AttributeError | ValueError):
+            return _one_line(err) + (f" ({_one_line(cause)})" if cause is not None else "")
+        return None
+    if isinstance(err, HydraException | OmegaConfBaseException):
+        text = _one_line(err)
+        cause = err.__cause__
+        if isinstance(cause, OmegaConfBaseException) and str(cause).splitlines()[0] not in text:
+            text += f"; {_one_line(cause)}"
+        if isinstance(err, MissingConfigException) and "Available options" not in text and err.options:
+            text += f" (available: {', '.join(err.options)})"
+        return text
+    return None
+
+
+def traceback_requested(argv: list[str] | None = None) -> bool:
+    argv = sys.argv if argv is None else argv
+    flag = any(a.lstrip("+") in ("debug_traceback=true", "debug_traceback=True") for a in argv)
+    return flag or os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
+def run_cli(app: Callable[[], Any]) -> Any:
+    """Run a Hydra entry point; print known user errors as one `error: ...` line and exit 1.
+
+    Hydra prints its own (shortened) traceback for exceptions unless HYDRA_FULL_ERROR=1; we set it so every
+    exception reaches this layer, which then decides: user error -> one line, bug -> full traceback.
+    """
+    show_traceback = traceback_requested()
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        return app()
+    except Exception as err:
+        message = describe_user_error(err)
+        if message is None or show_traceback:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(1)
