@@ -2,7 +2,8 @@
 
     <out_dir>/index.html      metrics table (mean / median / std / min / max), run meta, one image row per
                               sample (feature | prediction | truth | depth maps | error maps), PLY links
-    <out_dir>/metrics.json    the same numbers, per-sample values included
+    <out_dir>/metrics.json    the same numbers, per-sample values included (strict JSON: NaN / inf are written
+                              as the strings "nan" / "inf" / "-inf")
     <out_dir>/metrics.md      the table as Markdown (paste into a PR / a lab note)
     <out_dir>/samples/*.png   the sample rows;  <out_dir>/pointclouds/*.ply   a few predictions and truths
 
@@ -30,6 +31,7 @@ import numpy as np
 
 from src.io.atomic import write_bytes_atomic, write_text_atomic
 from src.io.ply import write_ply
+from src.metrics import summarize
 from src.utils.visualize import depth_range_mm, depth_to_color, error_map, make_grid, rgb_error_map, to_rgb
 
 SAMPLE_COLUMNS = ("feature", "prediction", "truth", "depth pred", "depth true", "depth |err|", "colour |err|")
@@ -67,31 +69,13 @@ class ReportSample:
 
 
 def summarize_values(values: Sequence[float]) -> dict[str, float]:
-    """mean / median / std / min / max / count of finite per-sample values (NaN / inf are counted apart).
-
-    Uses the metrics package's `summarize` when it provides one, so the report and the metric code agree.
-    """
-    try:
-        from src.metrics import summarize  # the metrics owner's definition, when present
-    except ImportError:
-        summarize = None
+    """src.metrics.summarize of the defined values plus counts: NaN (undefined, e.g. a frame without a face) is
+    left out and counted in `nan`; +-inf stays in (PSNR of an exact match is inf, and the mean says so)."""
     arr = np.asarray(list(values), dtype=np.float64)
-    finite = arr[np.isfinite(arr)]
-    if summarize is not None and finite.size:
-        stats = {k: float(v) for k, v in dict(summarize(finite.tolist())).items()}
-    elif finite.size:
-        stats = {
-            "mean": float(finite.mean()),
-            "median": float(np.median(finite)),
-            "std": float(finite.std()),
-            "min": float(finite.min()),
-            "max": float(finite.max()),
-        }
-    else:
-        stats = dict.fromkeys(SUMMARY_KEYS, math.nan)
-    stats["count"] = int(finite.size)
-    stats["non_finite"] = int(arr.size - finite.size)
-    return stats
+    defined = arr[~np.isnan(arr)]
+    with np.errstate(invalid="ignore"):  # std of values holding inf is NaN, quietly
+        stats = summarize(defined) if defined.size else dict.fromkeys(SUMMARY_KEYS, math.nan)
+    return {**stats, "count": int(defined.size), "nan": int(arr.size - defined.size)}
 
 
 def sample_row(
@@ -277,9 +261,9 @@ Depth error: 0&ndash;{max_error_mm:.2f} mm for every row; magenta = depth in onl
 
 
 def _jsonable(value: object) -> object:
-    """Meta values and per-sample numbers as strict JSON (paths as strings, NaN / inf as null)."""
+    """Meta values and numbers as strict JSON: paths as strings, NaN / inf as the strings "nan" / "inf" / "-inf"."""
     if isinstance(value, float):
-        return value if math.isfinite(value) else None
+        return value if math.isfinite(value) else str(value)
     if isinstance(value, bool | int | str) or value is None:
         return value
     if isinstance(value, np.generic):

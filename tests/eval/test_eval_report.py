@@ -40,8 +40,9 @@ def test_report_folder_has_html_json_markdown_grids_and_point_clouds(tmp_path):
     assert data["summary"]["psnr"]["mean"] == pytest.approx(32.0)
     assert data["summary"]["psnr"]["median"] == pytest.approx(32.0)
     assert data["summary"]["psnr"]["std"] == pytest.approx(np.std([30, 32, 34]))
-    assert data["summary"]["depth_mae_mm"]["count"] == 2 and data["summary"]["depth_mae_mm"]["non_finite"] == 1
-    assert data["per_sample"]["depth_mae_mm"][2] is None
+    assert data["summary"]["depth_mae_mm"]["count"] == 2 and data["summary"]["depth_mae_mm"]["nan"] == 1
+    assert data["summary"]["depth_mae_mm"]["mean"] == pytest.approx(1.5)
+    assert data["per_sample"]["depth_mae_mm"][2] == "nan"
     assert data["meta"]["checkpoint"].endswith("last.ckpt")
     lo, hi = data["depth_range_mm"]
     assert 570 < lo < hi < 650
@@ -77,6 +78,8 @@ def test_bad_inputs_name_the_problem(tmp_path):
     assert not (tmp_path / "index.html").exists()
 
 
-def test_summary_of_empty_or_non_finite_values():
-    stats = summarize_values([float("inf")])
-    assert stats["count"] == 0 and stats["non_finite"] == 1 and math.isnan(stats["mean"])
+def test_summary_leaves_out_nan_and_keeps_inf():
+    stats = summarize_values([float("nan")])
+    assert stats["count"] == 0 and stats["nan"] == 1 and math.isnan(stats["mean"])
+    stats = summarize_values([30.0, float("inf"), float("nan")])
+    assert stats["count"] == 2 and stats["max"] == math.inf and stats["min"] == 30.0
