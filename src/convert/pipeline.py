@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import multiprocessing as mp
 import os
 import shutil
@@ -22,11 +23,12 @@ from typing import Any
 
 import cv2
 
+from src.capture.calibration import CameraIntrinsics
+from src.capture.gate import FrameGate, default_intrinsics
 from src.convert.frames import FrameRejectedError, SourceFrame, list_frames, read_frame
 from src.convert.report import REPORT_FILE, ConversionReport, RunStats
 from src.convert.settings import ConvertSettings
 from src.convert.steps import ConversionPlan, Measurement, measure_frame, output_encoding, plan_conversion, render_frame
-from src.geometry.camera import PinholeCamera
 from src.io.atomic import remove_stale_temporaries, write_image_atomic, write_text_atomic
 from src.io.rgbd_layout import (
     CONFIG_FILE,
@@ -93,14 +95,14 @@ def source_intrinsics(input_root: Path) -> tuple[float, float, float, float] | N
         raise ValueError(f"{config_path}: bad intrinsics ({err})") from None
 
 
-def source_camera(intrinsics: tuple[float, float, float, float] | None, width: int, height: int) -> PinholeCamera:
-    """The camera of a source frame for the pose gate: recorded intrinsics, else the original's crop, else a guess."""
+def source_camera(intrinsics: tuple[float, float, float, float] | None, width: int, height: int) -> CameraIntrinsics:
+    """The source frame's camera for the pose gate: recorded intrinsics, else the original's crop, else the gate's
+    default (a ~53 degree field of view; PnP angles depend only weakly on the focal length)."""
     if intrinsics is not None:
-        fx, fy, cx, cy = intrinsics
-        return PinholeCamera(fx, fy, cx, cy, width, height)
+        return CameraIntrinsics(width, height, *intrinsics)
     if (width, height) == ORIGINAL_CROP_SIZE:
-        return PinholeCamera(*ORIGINAL_CROP_INTRINSICS, width, height)
-    return PinholeCamera.kinect_color(width, height)
+        return CameraIntrinsics(width, height, *ORIGINAL_CROP_INTRINSICS)
+    return default_intrinsics(width, height)
 
 
 def _prepare_output(settings: ConvertSettings) -> None:
@@ -160,13 +162,15 @@ def _init_worker(settings: ConvertSettings, plan: ConversionPlan | None, with_de
     _WORKER.clear()
     _WORKER.update(settings=settings, plan=plan, intrinsics=source_intrinsics(settings.input))
     if with_detector:
-        _WORKER["detector"] = _build_detector(settings.detector)
+        # The capture's gate; with max_pose_deg null it still needs exactly one face but accepts any pose.
+        limit = settings.max_pose_deg if settings.max_pose_deg is not None else math.inf
+        _WORKER["gate"] = FrameGate(_build_detector(settings.detector), max_angle_deg=limit)
 
 
 def _close_worker() -> None:
-    detector = _WORKER.pop("detector", None)
-    if detector is not None:
-        detector.close()
+    gate = _WORKER.pop("gate", None)
+    if gate is not None:
+        gate.detector.close()
 
 
 def _measure_task(frame: SourceFrame) -> tuple[SourceFrame, dict]:
@@ -175,7 +179,7 @@ def _measure_task(frame: SourceFrame) -> tuple[SourceFrame, dict]:
     try:
         colour, depth = read_frame(frame, settings.input)
         camera = source_camera(_WORKER["intrinsics"], colour.shape[1], colour.shape[0])
-        measurement = measure_frame(colour, depth, _WORKER["detector"], camera, settings)
+        measurement = measure_frame(colour, depth, _WORKER["gate"], camera, settings)
         record = {"frame_id": frame.frame_id, "status": "accepted", "measurement": measurement.to_json()}
     except FrameRejectedError as err:
         record = {"frame_id": frame.frame_id, "status": "rejected", "reason": err.reason, "message": str(err)}

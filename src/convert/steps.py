@@ -1,6 +1,7 @@
 """The per-frame steps of the RGBD conversion, in the original's order (see shared/reference/rgbd-face.md).
 
-Pass 1 (`measure_frame`, per frame, independent): exactly one face -> 70 landmarks -> pose gate -> depth hole
+Pass 1 (`measure_frame`, per frame, independent): the capture's frame gate (src/capture/gate.py: exactly one
+face, 70 landmarks, |yaw|, |pitch|, |roll| within the limit) -> depth hole
 filling in the face region -> nose depth (min non-zero depth in the nose box).
 Between passes (`plan_conversion`, once): desired nose depth = the first accepted frame's, per-frame depth
 scale = nose / desired, global scale so the largest depth-scaled face box fits size - 2 * padding.
@@ -24,11 +25,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from src.capture.calibration import CameraIntrinsics
+from src.capture.gate import MULTIPLE_FACES, NO_FACE, POSE, POSE_FAILED, FrameGate, GateDecision
 from src.convert.depth_fill import FillSettings, fill_depth
 from src.convert.frames import FrameRejectedError
 from src.convert.settings import ConvertSettings
-from src.geometry.camera import PinholeCamera
-from src.geometry.pose import estimate_pose_2d
 from src.io.rgbd_layout import DepthEncoding, format_landmark_file
 from src.landmarks.drawing import draw_feature_image
 from src.landmarks.scheme import NOSE_BOX_X, NOSE_BOX_Y
@@ -85,11 +86,14 @@ def landmark_box(landmarks: np.ndarray) -> tuple[float, float, float, float]:
 # ----------------------------------------------------------------------------------------------- pass 1
 
 
-def detect_faces(colour_bgr: np.ndarray, detector, max_side: int | None) -> list[np.ndarray]:
-    """Landmarks (70, 2) of every face, in full-resolution pixels; the detector sees a copy at most max_side px.
+def detect_and_gate(
+    colour_bgr: np.ndarray, gate: FrameGate, intrinsics: CameraIntrinsics | None, max_side: int | None
+) -> tuple[GateDecision, np.ndarray | None]:
+    """The capture's frame gate (exactly one face, pose limit) on a shrunken copy; landmarks in full resolution.
 
-    Face landmarkers work on a fixed-size face crop (mediapipe: 192 px), so detecting on a shrunken copy costs
-    no accuracy while the face stays larger than that, and saves most of the time on 1900x2270 frames.
+    Face landmarkers work on a fixed-size face crop (mediapipe: 192 px), so detecting on a copy whose longer side
+    is `max_side` costs no accuracy while the face stays larger than that, and saves most of the time on
+    1900x2270 frames. The intrinsics are scaled with the copy, so the pose is the same.
     """
     height, width = colour_bgr.shape[:2]
     small = colour_bgr
@@ -97,13 +101,13 @@ def detect_faces(colour_bgr: np.ndarray, detector, max_side: int | None) -> list
         factor = max_side / max(height, width)
         size = (max(1, round(width * factor)), max(1, round(height * factor)))
         small = cv2.resize(colour_bgr, size, interpolation=cv2.INTER_AREA)
-    rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
+    small_intrinsics = None if intrinsics is None else intrinsics.scaled(small.shape[1], small.shape[0])
+    decision = gate(cv2.cvtColor(small, cv2.COLOR_BGR2RGB), small_intrinsics)
+    if decision.detection is None:
+        return decision, None
     sx, sy = width / small.shape[1], height / small.shape[0]
-    faces = []
-    for detection in detector.detect(rgb):
-        points = np.asarray(detection.landmarks, dtype=np.float64)
-        faces.append(np.stack([(points[:, 0] + 0.5) * sx - 0.5, (points[:, 1] + 0.5) * sy - 0.5], axis=1))
-    return faces
+    points = np.asarray(decision.detection.landmarks, dtype=np.float64)
+    return decision, np.stack([(points[:, 0] + 0.5) * sx - 0.5, (points[:, 1] + 0.5) * sy - 0.5], axis=1)
 
 
 def nose_box(landmarks: np.ndarray) -> tuple[int, int, int, int]:
@@ -144,34 +148,34 @@ def fill_face_depth(
     hull = cv2.convexHull(np.round(landmarks - (x0, y0)).astype(np.int32))
     cv2.fillConvexPoly(region, hull, 1)
     if margin > 2:
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * (margin - 2) + 1, 2 * (margin - 2) + 1))
-        region = cv2.dilate(region, kernel)
+        # Growing a convex polygon by a disk = drawing its outline with a round-capped pen of that diameter.
+        cv2.polylines(region, [hull], True, 1, thickness=2 * (margin - 2) + 1, lineType=cv2.LINE_8)
     return fill_depth(window, region.astype(bool), fill), (y0, x0)
 
 
 def measure_frame(
     colour_bgr: np.ndarray,
     depth_u16: np.ndarray,
-    detector,
-    camera: PinholeCamera | None,
+    gate: FrameGate,
+    intrinsics: CameraIntrinsics | None,
     settings: ConvertSettings,
 ) -> Measurement:
     """Pass 1 for one frame: the measurement, or FrameRejectedError naming why the frame cannot be used."""
-    faces = detect_faces(colour_bgr, detector, settings.detect_max_side)
-    if not faces:
+    decision, landmarks = detect_and_gate(colour_bgr, gate, intrinsics, settings.detect_max_side)
+    if decision.reason == NO_FACE:
         raise FrameRejectedError("no_face", "no face found")
-    if len(faces) > 1:
-        raise FrameRejectedError("multiple_faces", f"{len(faces)} faces found, exactly one is needed")
-    landmarks = faces[0]
-    pose = None
-    if settings.max_pose_deg is not None and camera is not None:
-        pose = estimate_pose_2d(landmarks, camera)
-        if max(abs(v) for v in pose) > settings.max_pose_deg:
-            yaw, pitch, roll = pose
-            raise FrameRejectedError(
-                "pose_out_of_range",
-                f"head pose yaw {yaw:.1f}, pitch {pitch:.1f}, roll {roll:.1f} deg exceeds {settings.max_pose_deg} deg",
-            )
+    if decision.reason == MULTIPLE_FACES:
+        raise FrameRejectedError("multiple_faces", f"{decision.num_faces} faces found, exactly one is needed")
+    if decision.reason == POSE_FAILED:
+        raise FrameRejectedError("pose_out_of_range", "no head pose could be estimated from the landmarks")
+    if decision.reason == POSE:
+        yaw, pitch, roll = decision.pose_deg  # type: ignore[misc]
+        raise FrameRejectedError(
+            "pose_out_of_range",
+            f"head pose yaw {yaw:.1f}, pitch {pitch:.1f}, roll {roll:.1f} deg exceeds {gate.max_angle_deg} deg",
+        )
+    assert landmarks is not None and decision.accepted
+    pose = decision.pose_deg
     box = landmark_box(landmarks)
     height, width = depth_u16.shape
     if box[0] < 0 or box[1] < 0 or box[0] + box[2] >= width or box[1] + box[3] >= height:
@@ -181,7 +185,7 @@ def measure_frame(
     nose = nose_depth(filled, landmarks, origin)
     if nose is None:
         raise FrameRejectedError("no_nose_depth", "no valid depth in the nose box (landmarks 29-34)")
-    return Measurement(landmarks, box, nose, None if pose is None else tuple(pose))  # type: ignore[arg-type]
+    return Measurement(landmarks, box, nose, pose)
 
 
 # ------------------------------------------------------------------------------------------ between passes

@@ -10,13 +10,15 @@ import numpy as np
 import pytest
 from convert_testdata import synthetic_frame
 
+from src.capture.calibration import CameraIntrinsics
+from src.capture.gate import FrameGate
 from src.convert.depth_fill import FillSettings
 from src.convert.settings import ConvertSettings
 from src.convert.steps import (
     ConversionPlan,
     Measurement,
     crop_transform,
-    detect_faces,
+    detect_and_gate,
     landmark_box,
     nose_box,
     nose_depth,
@@ -171,11 +173,17 @@ class _RecordingDetector(LandmarkDetector):
 
 def test_detection_runs_on_a_shrunken_copy_and_landmarks_come_back_in_full_resolution():
     colour = np.zeros((2270, 1900, 3), np.uint8)
-    small_points = np.tile(np.array([[100.0, 200.0]], np.float32), (70, 1))
-    detector = _RecordingDetector(small_points)
-    (faces,) = [detect_faces(colour, detector, max_side=800)]
-    assert detector.seen == [(800, 670)]
+    frame = synthetic_frame(670, 800, seed=2)  # a face in the coordinates of the shrunken copy
+    detector = _RecordingDetector(frame.landmarks.astype(np.float32))
+    gate = FrameGate(detector, max_angle_deg=math.inf)
+    intrinsics = CameraIntrinsics(1900, 2270, 1955.0, 1954.0, 994.0, 1157.0)
+    decision, landmarks = detect_and_gate(colour, gate, intrinsics, max_side=800)
+    assert detector.seen == [(800, 670)] and decision.accepted
     scale_x, scale_y = 1900 / 670, 2270 / 800
-    assert faces[0][0] == pytest.approx([(100 + 0.5) * scale_x - 0.5, (200 + 0.5) * scale_y - 0.5])
-    detect_faces(colour[:600, :500], detector, max_side=800)
+    assert landmarks[0] == pytest.approx((frame.landmarks[0] + 0.5) * (scale_x, scale_y) - 0.5)
+    # The pose does not depend on the working resolution (the intrinsics are scaled with the image).
+    full = FrameGate(_RecordingDetector(landmarks.astype(np.float32)), max_angle_deg=math.inf)
+    full_decision, _ = detect_and_gate(colour, full, intrinsics, max_side=None)
+    assert full_decision.pose_deg == pytest.approx(decision.pose_deg, abs=0.05)
+    detect_and_gate(colour[:600, :500], gate, None, max_side=800)
     assert detector.seen[-1] == (600, 500)  # small images are not resized
