@@ -52,31 +52,40 @@ class FillSettings:
 
 
 def fill_depth(
-    depth_mm: np.ndarray, fill_mask: np.ndarray | None = None, settings: FillSettings | None = None
+    depth_mm: np.ndarray,
+    fill_mask: np.ndarray | None = None,
+    settings: FillSettings | None = None,
+    far_mm: float | None = None,
 ) -> np.ndarray:
     """Fill holes (depth 0 or NaN) of a float depth map in mm where `fill_mask` is true (default: every hole).
 
+    Valid depth beyond `far_mm` is background behind the face: it neither anchors the fill nor gets changed, so a
+    hole at the silhouette is continued from the face side instead of being bridged to the wall.
     Returns a float32 copy; valid depth is never changed and holes outside `fill_mask` stay 0.
     """
     settings = settings or FillSettings()
     depth = np.asarray(depth_mm, dtype=np.float32)
     if depth.ndim != 2:
         raise ValueError(f"depth must be a 2-D array, got shape {depth.shape}")
+    if fill_mask is not None and np.shape(fill_mask) != depth.shape:
+        raise ValueError(f"fill mask shape {np.shape(fill_mask)} does not match depth shape {depth.shape}")
     valid = np.isfinite(depth) & (depth > 0)
     out = np.where(valid, depth, 0).astype(np.float32)
     holes = ~valid if fill_mask is None else (~valid & np.asarray(fill_mask, dtype=bool))
-    if fill_mask is not None and np.shape(fill_mask) != depth.shape:
-        raise ValueError(f"fill mask shape {np.shape(fill_mask)} does not match depth shape {depth.shape}")
-    if settings.method == "none" or not holes.any() or not valid.any():
+    known = valid if far_mm is None else valid & (depth <= far_mm)
+    if settings.method == "none" or not holes.any() or not known.any():
         return out
     if settings.method in ("telea", "ns"):
-        return inpaint_opencv(out, holes, settings.method, settings.opencv_radius)
+        filled = inpaint_opencv(np.where(known, out, 0), holes, settings.method, settings.opencv_radius)
+        out[holes] = filled[holes]
+        return out
 
     # Work only in the window around the holes; a margin of valid depth anchors the solution.
     y0, y1, x0, x1 = _window(holes, margin=8)
-    window_valid = valid[y0:y1, x0:x1]
+    window_known = known[y0:y1, x0:x1]
     window_holes = holes[y0:y1, x0:x1]
-    solved = _solve_pyramid(out[y0:y1, x0:x1], window_valid, window_holes, settings, level=0)
+    window_values = np.where(window_known, out[y0:y1, x0:x1], 0).astype(np.float32)
+    solved = _solve_pyramid(window_values, window_known, window_holes, settings, level=0)
     out[y0:y1, x0:x1][window_holes] = solved[window_holes]
     return out
 

@@ -36,6 +36,8 @@ from src.landmarks.scheme import NOSE_BOX_X, NOSE_BOX_Y
 
 # Depth steps larger than this between neighbouring samples are silhouettes: never interpolated across.
 SILHOUETTE_STEP_MM = 50.0
+# How far behind the face's median depth a surface can still be the head (ears, jaw line); deeper is background.
+FACE_EXTENT_MM = 150.0
 
 
 @dataclass(frozen=True)
@@ -128,29 +130,40 @@ def nose_depth(depth_mm: np.ndarray, landmarks: np.ndarray, origin: tuple[int, i
     return float(values.min()) if values.size else None
 
 
-def fill_face_depth(
-    depth_u16: np.ndarray, landmarks: np.ndarray, fill: FillSettings, margin_fraction: float
-) -> tuple[np.ndarray, tuple[int, int]]:
-    """Fill depth holes inside the face (landmark hull grown by a margin); returns (float32 mm window, origin).
-
-    Holes outside the face (background, hair beyond the margin) stay holes: inventing depth there would
-    put flying pixels into the training data.
-    """
-    height, width = depth_u16.shape
+def face_fill_region(
+    shape: tuple[int, int], landmarks: np.ndarray, margin_fraction: float
+) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """The window (row0, row1, col0, col1) around the face and, inside it, the region whose holes are filled:
+    the landmark hull grown by `margin_fraction` of the face size (brows up to the hairline, jaw to the chin)."""
+    height, width = shape
     x, y, bw, bh = landmark_box(landmarks)
     margin = math.ceil(margin_fraction * max(bw, bh)) + 2
     x0, y0 = max(0, int(x) - margin), max(0, int(y) - margin)
     x1, y1 = min(width, math.ceil(x + bw) + margin + 1), min(height, math.ceil(y + bh) + margin + 1)
-    window = depth_u16[y0:y1, x0:x1].astype(np.float32)
-    if fill.method == "none":
-        return window, (y0, x0)
-    region = np.zeros(window.shape, np.uint8)
+    region = np.zeros((y1 - y0, x1 - x0), np.uint8)
     hull = cv2.convexHull(np.round(landmarks - (x0, y0)).astype(np.int32))
     cv2.fillConvexPoly(region, hull, 1)
     if margin > 2:
         # Growing a convex polygon by a disk = drawing its outline with a round-capped pen of that diameter.
         cv2.polylines(region, [hull], True, 1, thickness=2 * (margin - 2) + 1, lineType=cv2.LINE_8)
-    return fill_depth(window, region.astype(bool), fill), (y0, x0)
+    return (y0, y1, x0, x1), region.astype(bool)
+
+
+def fill_face_depth(
+    depth_u16: np.ndarray, landmarks: np.ndarray, fill: FillSettings, margin_fraction: float
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Fill depth holes inside the face region; returns (float32 mm window, its origin (row, col)).
+
+    Holes outside the face (background, hair beyond the margin) stay holes: inventing depth there would put
+    flying pixels into the training data. Depth far behind the face is background, not data for the fill.
+    """
+    (y0, y1, x0, x1), region = face_fill_region(depth_u16.shape, landmarks, margin_fraction)
+    window = depth_u16[y0:y1, x0:x1].astype(np.float32)
+    if fill.method == "none":
+        return window, (y0, x0)
+    face_depth = window[region & (window > 0)]
+    far = float(np.median(face_depth)) + FACE_EXTENT_MM if face_depth.size else None
+    return fill_depth(window, region, fill, far_mm=far), (y0, x0)
 
 
 def measure_frame(
