@@ -1,22 +1,28 @@
 """Checkpoint -> deployable generator files: rebuild the GAN module from its checkpoint, export its generator.
 
 The module is rebuilt exactly as eval does (src.utils.checkpoint.load_module: class path + hyper-parameters
-stored by train.py), so an export never needs the training config. The manifest records the checkpoint, its
-run's dataset and the dataset's depth encoding (read from the dataset's config.txt when the folder exists),
-so a deployed model carries what is needed to turn its depth channel back into millimetres.
+stored by train.py), so an export never needs the training config. What is exported is the module's
+`export_model()` when it defines one (rgbd_face: inference G + the depth-as-mask rule, so the graph's output
+is what evaluation scored), else its inference generator (the EMA copy when the run kept one).
+
+The manifest records the checkpoint, the run's dataset and that dataset's depth encoding (from its config.txt,
+when the dataset folder is on this machine), so a deployed model carries what turns its depth into mm.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import torch
 from torch import nn
 
+from src.datamodules.faceworld import ensure_faceworld_dataset, faceworld_dataset_name
 from src.export.generator import EXPORT_FORMATS, ExportError, export_generator, infer_input_channels
 from src.io.rgbd_layout import CONFIG_FILE, depth_encoding_from_config, read_config
 from src.utils.checkpoint import load_module, stored_run_config
@@ -25,25 +31,55 @@ from src.utils.errors import CheckpointError
 log = logging.getLogger(__name__)
 
 
-def _find(config: Mapping[str, Any], *keys: str) -> Any:
-    """First non-null value among dotted keys of a nested config dict."""
-    for dotted in keys:
-        node: Any = config
-        for part in dotted.split("."):
-            node = node.get(part) if isinstance(node, Mapping) else None
-        if node is not None:
-            return node
-    return None
+def _get(config: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return node
 
 
-def depth_encoding_of_run(run_config: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The depth encoding of the run's dataset (near_mm, far_mm, bits), or None when the dataset is not here."""
-    root = _find(run_config, "data.root", "data.data_dir", "data.dataset_dir", "paths.data_dir")
-    if root is None or not (Path(str(root)) / CONFIG_FILE).is_file():
+def dataset_root_of_run(run_config: Mapping[str, Any]) -> Path | None:
+    """The processed dataset the run trained on: data.root, or the FaceWorld cache folder it generated."""
+    root = _get(run_config, "data.root")
+    if root:
+        return Path(str(root))
+    cache_dir, faceworld = _get(run_config, "data.cache_dir"), _get(run_config, "data.faceworld")
+    if not cache_dir or not isinstance(faceworld, Mapping):
         return None
-    path = Path(str(root)) / CONFIG_FILE
-    encoding = depth_encoding_from_config(read_config(path), str(path))
-    return {"near_mm": encoding.near_mm, "far_mm": encoding.far_mm, "bits": encoding.bits, "source": str(path)}
+    defaults = inspect.signature(ensure_faceworld_dataset).parameters
+    settings = {k: faceworld.get(k, p.default) for k, p in defaults.items() if k not in ("cache_dir", "workers")}
+    return Path(str(cache_dir)) / faceworld_dataset_name(**settings)
+
+
+def depth_encoding_of_dataset(root: Path | None) -> dict[str, Any] | None:
+    """near_mm / far_mm / bits of the dataset's config.txt (plus intrinsics when recorded), or None."""
+    if root is None or not (root / CONFIG_FILE).is_file():
+        return None
+    path = root / CONFIG_FILE
+    config = read_config(path)
+    encoding = depth_encoding_from_config(config, str(path))
+    entry: dict[str, Any] = {"near_mm": encoding.near_mm, "far_mm": encoding.far_mm, "bits": encoding.bits}
+    for key in ("fx", "fy", "cx", "cy"):
+        if key in config:
+            entry[key] = float(config[key])
+    entry["source"] = str(path)
+    return entry
+
+
+def image_size_of_run(run_config: Mapping[str, Any], root: Path | None) -> int | None:
+    """The input side the generator was trained at: data.image_size, else the dataset's own frame size."""
+    size = _get(run_config, "data.image_size")
+    if size:
+        return int(size)
+    if root is not None:
+        features = sorted((root / "train" / "Feature").glob("*.png"))[:1]
+        image = cv2.imread(str(features[0]), cv2.IMREAD_UNCHANGED) if features else None
+        if image is not None:
+            return int(image.shape[0])
+    if not _get(run_config, "data.root"):
+        size = _get(run_config, "data.faceworld.size")
+        return int(size) if size else None
+    return None
 
 
 def export_checkpoint(
@@ -61,41 +97,49 @@ def export_checkpoint(
 ) -> dict[str, Any]:
     """Rebuild the module stored in `ckpt_path`, export its generator to `out_dir`; returns the manifest.
 
-    image_size: input side in pixels; default: the run's `data.image_size`, else ExportError asking for it.
-    use_ema: export the module's inference generator (its EMA copy when the run kept one); False: the trained G.
+    image_size: input side in pixels; default: the run's data.image_size, else its dataset's frame size.
+    use_ema: export the module's deployable network (export_model(), else its inference generator: the EMA copy
+        when the run kept one); False: the raw trained G (no EMA, no output masking).
     overrides: constructor arguments replacing the stored ones (e.g. {"inference_norm": "batch"}).
     """
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ExportError(f"device {device!r} requested but CUDA is not available on this machine")
     if half and not device.startswith("cuda"):
         raise ExportError("half precision export needs a CUDA device: pass device=cuda (or export float32 on CPU)")
+    if batch_size < 1:
+        raise ExportError(f"batch_size must be >= 1, got {batch_size}")
     module, checkpoint = load_module(ckpt_path, overrides=overrides, map_location="cpu")
-    generator = _pick_generator(module, ckpt_path, use_ema)
+    network, source = _deployable_network(module, ckpt_path, use_ema)
     run_config = stored_run_config(checkpoint)
-    size = image_size if image_size is not None else _find(run_config, "data.image_size")
+    root = dataset_root_of_run(run_config)
+    size = image_size if image_size is not None else image_size_of_run(run_config, root)
     if size is None:
-        raise ExportError(f"{ckpt_path}: the run records no data.image_size; pass image_size=<pixels> to export")
-    channels = infer_input_channels(generator)
-    example = torch.zeros(batch_size, channels, int(size), int(size), device=torch.device(device))
+        raise ExportError(f"{ckpt_path}: the run records no image size and its dataset is not here; pass image_size")
+    example = torch.zeros(batch_size, infer_input_channels(network), int(size), int(size), device=torch.device(device))
+    depth_encoding = depth_encoding_of_dataset(root)
+    if depth_encoding is None:
+        log.warning(f"Dataset config of the run not found ({root}): export.json records no depth encoding")
     metadata = {
         "checkpoint": str(Path(ckpt_path).resolve()),
         "module": f"{type(module).__module__}.{type(module).__qualname__}",
         "epoch": checkpoint.get("epoch"),
         "global_step": checkpoint.get("global_step"),
-        "dataset": _find(run_config, "data.root", "data.data_dir", "data.name"),
-        "depth_encoding": depth_encoding_of_run(run_config),
-        "generator_source": "generator" if generator is getattr(module, "generator", None) else "ema",
+        "dataset": str(root) if root is not None else None,
+        "depth_encoding": depth_encoding,
+        "exported_network": source,
+        # rgbd_face's export_model() ends with the depth-as-mask rule: all four channels -1 on background.
+        "depth_as_mask_in_graph": source.startswith("export_model"),
     }
-    if metadata["depth_encoding"] is None:
-        log.warning("The run's dataset config.txt is not reachable: export.json records no depth encoding")
-    return export_generator(generator, example, out_dir, formats, half, metadata=metadata, atol=atol)
+    return export_generator(network, example, out_dir, formats, half, metadata=metadata, atol=atol)
 
 
-def _pick_generator(module: nn.Module, ckpt_path: str | os.PathLike, use_ema: bool) -> nn.Module:
-    """GANModule.inference_generator (the EMA copy when the run kept one), or the trained G itself."""
-    if use_ema and isinstance(getattr(module, "inference_generator", None), nn.Module):
-        return module.inference_generator
+def _deployable_network(module: nn.Module, ckpt_path: str | os.PathLike, use_ema: bool) -> tuple[nn.Module, str]:
+    """(network, what it is): export_model() / inference generator (EMA when kept) / the trained G."""
     generator = getattr(module, "generator", None)
     if not isinstance(generator, nn.Module):
         raise CheckpointError(f"{ckpt_path}: {type(module).__name__} has no `generator` network to export")
-    return generator
+    inference = getattr(module, "inference_generator", generator) if use_ema else generator
+    uses_ema = inference is not generator
+    if use_ema and callable(getattr(module, "export_model", None)):
+        return module.export_model(), "export_model() (EMA generator)" if uses_ema else "export_model()"
+    return inference, "EMA generator" if uses_ema else "generator"

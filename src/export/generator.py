@@ -294,9 +294,8 @@ def export_generator(
         **extra,
     }
     if out_channels == 4:
-        manifest["output"]["background"] = (
-            "depth channel at -1 (level 0 of depth_encoding); training's depth-as-mask rule sets all four channels "
-            "to -1 there: apply it to the raw generator output the same way"
-        )
+        manifest["output"]["background"] = "depth channel -1 (level 0 of depth_encoding)"
+    manifest["files"] = {name: str(out / entry["file"]) for name, entry in results.items()}
+    manifest["files"]["manifest"] = str(out / MANIFEST_FILE)
     write_text_atomic(out / MANIFEST_FILE, json.dumps(manifest, indent=2, default=str) + "\n")
     return manifest
