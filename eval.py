@@ -56,7 +56,8 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     expected = cfg.model.get("_target_") if cfg.get("model") else None
-    overrides = OmegaConf.to_container(cfg.get("model_overrides") or {}, resolve=True)
+    model_overrides = cfg.get("model_overrides")
+    overrides = OmegaConf.to_container(model_overrides, resolve=True) if model_overrides else {}
     log.info(f"Loading {cfg.ckpt}")
     model, checkpoint = load_module(cfg.ckpt, expected_class=expected, overrides=overrides)  # type: ignore[arg-type]
     model.num_kept_samples = int(cfg.get("num_report_samples", model.num_kept_samples))
@@ -93,7 +94,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     return metric_dict, {"cfg": cfg, "model": model, "datamodule": datamodule, "results": results}
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="eval.yaml")
+@hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parent / "conf"), config_name="eval.yaml")
 def main(cfg: DictConfig) -> None:
     if OmegaConf.is_missing(cfg, "ckpt"):
         raise UserError("ckpt is required: python eval.py ckpt=<path to a .ckpt written by train.py>")

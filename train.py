@@ -123,7 +123,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     return metric_dict, {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train.yaml")
+@hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parent / "conf"), config_name="train.yaml")
 def main(cfg: DictConfig) -> float | None:
     extras(cfg)
     metric_dict, _ = train(cfg)

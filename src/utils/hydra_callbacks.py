@@ -13,6 +13,7 @@ from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from src.io.atomic import write_text_atomic
@@ -34,10 +35,12 @@ class ReportFailedJobs(Callback):
         line = f"job failed [{overrides}]: {message} (outputs: {job_return.working_dir})"
         self.failures.append(line)
         log.error(line)
+        # Written at once: the basic sweeper raises the first failure after its batch, before on_multirun_end.
+        if config.hydra.mode == RunMode.MULTIRUN:
+            write_text_atomic(Path(config.hydra.sweep.dir) / "failed_jobs.txt", "\n".join(self.failures) + "\n")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if not self.failures:
-            return
-        sweep_dir = Path(config.hydra.sweep.dir)
-        write_text_atomic(sweep_dir / "failed_jobs.txt", "\n".join(self.failures) + "\n")
-        log.error(f"{len(self.failures)} job(s) failed; listed in {sweep_dir / 'failed_jobs.txt'}")
+        if self.failures:
+            log.error(
+                f"{len(self.failures)} job(s) failed; listed in {Path(config.hydra.sweep.dir) / 'failed_jobs.txt'}"
+            )

@@ -1,0 +1,95 @@
+"""RGBD datamodule: up-front validation (all problems in one error), held-out splits by group, batch contract."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from framework_fixtures import write_synthetic_rgbd
+
+from src.datamodules.rgbd import RGBDDataModule, depth_unit_to_mm, split_train_val, validate_processed_dataset
+from src.io.atomic import write_image_atomic
+from src.io.rgbd_layout import DepthEncoding, frame_group, processed_paths
+from src.utils.errors import DatasetError
+
+
+def test_batch_contract(rgbd_dataset: Path) -> None:
+    dm = RGBDDataModule(root=str(rgbd_dataset), batch_size=2, val_fraction=0.25)
+    dm.setup()
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["feature"].shape == (2, 1, 32, 32) and batch["rgbd"].shape == (2, 4, 32, 32)
+    assert batch["feature"].min() >= -1 and batch["feature"].max() <= 1 and batch["feature"].max() > 0
+    assert batch["rgbd"].min() >= -1 and batch["rgbd"].max() <= 1
+    assert batch["face_mask"].dtype == torch.bool
+    # face mask = where depth has data; background depth is exactly -1
+    depth = batch["rgbd"][:, 3:4]
+    assert torch.all(depth[~batch["face_mask"]] == -1) and torch.all(depth[batch["face_mask"]] > -1)
+    assert batch["landmarks"].shape == (2, 70, 2) and len(batch["frame_id"]) == 2
+    assert int(batch["depth_bits"][0]) == 16
+
+
+def test_depth_unit_to_mm_matches_encoding(rgbd_dataset: Path) -> None:
+    dm = RGBDDataModule(root=str(rgbd_dataset), batch_size=3)
+    dm.setup()
+    batch = next(iter(dm.test_dataloader()))
+    encoding = DepthEncoding(float(batch["depth_near_mm"][0]), float(batch["depth_far_mm"][0]), 16)
+    mm = depth_unit_to_mm(batch["rgbd"][:, 3:4], batch)
+    expected = encoding.unit_to_mm(batch["rgbd"][:, 3:4].numpy())
+    face = batch["face_mask"].numpy()
+    np.testing.assert_allclose(mm.numpy()[face], expected[face], atol=0.01)
+
+
+def test_split_by_group_never_shares_a_group() -> None:
+    ids = [f"g{g}_{i:06d}" for g in range(10) for i in range(5)]
+    train, val = split_train_val(ids, 0.2, "auto", seed=3)
+    assert len(val) == 10 and len(train) == 40
+    assert not {frame_group(f) for f in train} & {frame_group(f) for f in val}
+    assert split_train_val(ids, 0.2, "auto", seed=3) == (train, val)  # deterministic
+
+
+def test_single_group_holds_out_the_last_block() -> None:
+    ids = [f"session_{i:06d}" for i in range(10)]
+    train, val = split_train_val(ids, 0.2)
+    assert val == ["session_000008", "session_000009"] and train == ids[:8]
+    with pytest.raises(DatasetError, match="only the group"):
+        split_train_val(ids, 0.2, "group")
+
+
+def test_validation_lists_every_problem_in_one_error(rgbd_dataset: Path, tmp_path: Path) -> None:
+    root = tmp_path / "broken"
+    shutil.copytree(rgbd_dataset, root)
+    paths = processed_paths(root, "train", "s1_000000")
+    data = paths["Color"].read_bytes()
+    paths["Color"].write_bytes(data[: len(data) // 2])  # truncated PNG
+    processed_paths(root, "train", "s2_000001")["Depth"].unlink()  # missing file
+    write_image_atomic(processed_paths(root, "eval", "s9_000000")["Feature"], np.zeros((16, 16), np.uint8))  # size
+    write_image_atomic(processed_paths(root, "train", "s3_000002")["Depth"], np.ones((32, 32), np.uint8))  # 8 bits
+    with pytest.raises(DatasetError) as info:
+        validate_processed_dataset(root)
+    message = str(info.value)
+    assert "\n" not in message and "4 problem(s)" in message
+    assert "s1_000000.png: truncated or corrupt PNG" in message
+    assert "train/Depth/s2_000001.png is missing" in message
+    assert "image sizes differ" in message and "8-bit depth but config.txt says depth_bits 16" in message
+
+
+def test_eight_bit_variant_and_resizing(tmp_path: Path) -> None:
+    root = write_synthetic_rgbd(tmp_path / "p8", frames=2, size=64, depth_bits=8)
+    dm = RGBDDataModule(root=str(root), batch_size=2, image_size=32)
+    dm.setup()
+    batch = next(iter(dm.test_dataloader()))
+    assert batch["rgbd"].shape == (2, 4, 32, 32) and int(batch["depth_bits"][0]) == 8
+    assert torch.all(batch["rgbd"][:, 3:4][~batch["face_mask"]] == -1)
+    assert float(batch["landmarks"].max()) < 32
+
+
+def test_missing_root_and_empty_test_split(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="dataset folder not found"):
+        RGBDDataModule(root=str(tmp_path / "nope")).setup()
+    root = write_synthetic_rgbd(tmp_path / "noeval", eval_groups=(), frames=1)
+    dm = RGBDDataModule(root=str(root))
+    with pytest.raises(DatasetError, match="test split is empty"):
+        dm.test_dataloader()
