@@ -76,8 +76,10 @@ def interpolate(fragments: Fragments, triangles: np.ndarray, vertex_values: np.n
     if squeeze:
         values = values[:, None]
     corners = triangles[fragments.triangle]  # (M,3)
-    gathered = values[corners.reshape(-1)].reshape(len(corners), 3, values.shape[1])
-    out = np.einsum("mk,mkc->mc", fragments.bary, gathered)
+    bary = fragments.bary
+    out = values[corners[:, 0]] * bary[:, 0:1]
+    out += values[corners[:, 1]] * bary[:, 1:2]
+    out += values[corners[:, 2]] * bary[:, 2:3]
     return out[:, 0] if squeeze else out
 
 
@@ -102,25 +104,31 @@ def rasterize(
         raise ValueError(f"triangles must have shape (F, 3), got {triangles.shape}")
     width, height = int(width), int(height)
 
-    corner_xy = screen[triangles]  # (F,3,3)
-    x, y, z = corner_xy[..., 0], corner_xy[..., 1], corner_xy[..., 2]
-    area = (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (x[:, 2] - x[:, 0]) * (y[:, 1] - y[:, 0])
-    keep = z.min(axis=1) > (near_mm if perspective else -np.inf)
-    keep &= (area < -_MIN_AREA) if cull_backfaces else (np.abs(area) > _MIN_AREA)
-    xmin = np.maximum(np.ceil(x.min(axis=1)), 0)
-    xmax = np.minimum(np.floor(x.max(axis=1)), width - 1)
-    ymin = np.maximum(np.ceil(y.min(axis=1)), 0)
-    ymax = np.minimum(np.floor(y.max(axis=1)), height - 1)
+    sx, sy, sz = (np.ascontiguousarray(screen[:, k]) for k in range(3))
+    t0, t1, t2 = (np.ascontiguousarray(triangles[:, k]) for k in range(3))
+    x0, x1, x2 = sx[t0], sx[t1], sx[t2]
+    y0, y1, y2 = sy[t0], sy[t1], sy[t2]
+    area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+    keep = (area < -_MIN_AREA) if cull_backfaces else (np.abs(area) > _MIN_AREA)
+    if perspective:
+        keep &= (sz[t0] > near_mm) & (sz[t1] > near_mm) & (sz[t2] > near_mm)
+    xmin = np.maximum(np.ceil(np.minimum(np.minimum(x0, x1), x2)), 0)
+    xmax = np.minimum(np.floor(np.maximum(np.maximum(x0, x1), x2)), width - 1)
+    ymin = np.maximum(np.ceil(np.minimum(np.minimum(y0, y1), y2)), 0)
+    ymax = np.minimum(np.floor(np.maximum(np.maximum(y0, y1), y2)), height - 1)
     keep &= (xmax >= xmin) & (ymax >= ymin) & np.isfinite(area)
-    tri_ids = np.nonzero(keep)[0]
+    tri_ids = np.flatnonzero(keep)
     if len(tri_ids) == 0:
         return _empty(width, height)
 
-    x, y, z, area = x[tri_ids], y[tri_ids], z[tri_ids], area[tri_ids]
-    x0 = xmin[tri_ids]
-    y0 = ymin[tri_ids]
-    box_w = (xmax[tri_ids] - x0 + 1).astype(np.int64)
-    box_h = (ymax[tri_ids] - y0 + 1).astype(np.int64)
+    x = np.stack([x0[tri_ids], x1[tri_ids], x2[tri_ids]], axis=1)
+    y = np.stack([y0[tri_ids], y1[tri_ids], y2[tri_ids]], axis=1)
+    z = np.stack([sz[t0[tri_ids]], sz[t1[tri_ids]], sz[t2[tri_ids]]], axis=1)
+    area = area[tri_ids]
+    bx = xmin[tri_ids]
+    by = ymin[tri_ids]
+    box_w = (xmax[tri_ids] - bx + 1).astype(np.int32)
+    box_h = (ymax[tri_ids] - by + 1).astype(np.int32)
 
     # Edge function of corner i (opposite edge j->k), normalised by the area, as a plane a*px + b*py + c,
     # re-based at the box corner so candidates only need their small integer offsets.
@@ -129,49 +137,47 @@ def rasterize(
     inv_area = 1.0 / area[:, None]
     a = -(yk - yj) * inv_area
     b = (xk - xj) * inv_area
-    base = ((xk - xj) * (y0[:, None] - yj) - (yk - yj) * (x0[:, None] - xj)) * inv_area
-    if perspective:
-        depth_coef = 1.0 / z
-    else:
-        depth_coef = z
+    base = ((xk - xj) * (by[:, None] - yj) - (yk - yj) * (bx[:, None] - xj)) * inv_area
+    depth_coef = 1.0 / z if perspective else z
     coef = np.concatenate([base, a, b, depth_coef], axis=1).astype(np.float32)  # (n,12)
 
     counts = box_w * box_h
-    owner = np.repeat(np.arange(len(tri_ids)), counts)
-    starts = np.cumsum(counts) - counts
-    local = np.arange(owner.size, dtype=np.int64) - starts[owner]
+    owner = np.repeat(np.arange(len(tri_ids), dtype=np.int32), counts)
+    starts = (np.cumsum(counts) - counts).astype(np.int32)
+    local = np.arange(owner.size, dtype=np.int32) - starts[owner]
     bw = box_w[owner]
-    dx = (local % bw).astype(np.float32)
-    dy = (local // bw).astype(np.float32)
+    dy_i = local // bw
+    dx_i = local - dy_i * bw
+    dx = dx_i.astype(np.float32)
+    dy = dy_i.astype(np.float32)
     c = coef[owner]
-    w = c[:, 0:3] + c[:, 3:6] * dx[:, None] + c[:, 6:9] * dy[:, None]
-    inside = w.min(axis=1) >= _EDGE_EPS
-    w, c, owner, dx, dy = w[inside], c[inside], owner[inside], dx[inside], dy[inside]
+    w0 = c[:, 0] + c[:, 3] * dx + c[:, 6] * dy
+    w1 = c[:, 1] + c[:, 4] * dx + c[:, 7] * dy
+    w2 = c[:, 2] + c[:, 5] * dx + c[:, 8] * dy
+    inside = np.flatnonzero((w0 >= _EDGE_EPS) & (w1 >= _EDGE_EPS) & (w2 >= _EDGE_EPS))
+    w = np.stack([w0[inside], w1[inside], w2[inside]], axis=1)
+    c, owner, dx_i, dy_i = c[inside], owner[inside], dx_i[inside], dy_i[inside]
     np.clip(w, 0.0, None, out=w)
     w /= w.sum(axis=1, keepdims=True)
 
     if perspective:
         w_over_z = w * c[:, 9:12]
-        inv_depth = w_over_z.sum(axis=1)
-        depth = 1.0 / inv_depth
+        depth = 1.0 / w_over_z.sum(axis=1)
         bary = w_over_z * depth[:, None]
     else:
         depth = (w * c[:, 9:12]).sum(axis=1)
         bary = w
-    pixel = (y0[owner].astype(np.int64) + dy.astype(np.int64)) * width + x0[owner].astype(np.int64)
-    pixel += dx.astype(np.int64)
+    pixel = (by[owner].astype(np.int64) + dy_i) * width + bx[owner].astype(np.int64) + dx_i
 
     # Nearest fragment per pixel: scatter-min of depth, then keep the candidates equal to the minimum.
     zbuf = torch.full((width * height,), float("inf"), dtype=torch.float32)
     pixel_t = torch.from_numpy(pixel)
     depth_t = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))
     zbuf.scatter_reduce_(0, pixel_t, depth_t, reduce="amin", include_self=True)
-    winners = (depth_t == zbuf[pixel_t]).numpy()
-    win_pixel = pixel[winners]
+    winners = np.flatnonzero((depth_t == zbuf[pixel_t]).numpy())
     # Ties (shared edges at equal depth) keep one candidate: the last write of a fancy assignment wins.
     slot = np.full(width * height, -1, dtype=np.int64)
-    candidates = np.nonzero(winners)[0]
-    slot[win_pixel] = candidates
+    slot[pixel[winners]] = winners
     chosen = slot[slot >= 0]
     return Fragments(
         pixel=pixel[chosen],

@@ -1,0 +1,1 @@
+"""On-disk dataset writers of FaceWorld, one module per layout."""
