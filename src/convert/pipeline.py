@@ -282,9 +282,11 @@ def run_conversion(cfg: ConvertSettings | Mapping[str, Any] | None = None, **ove
         else:
             todo.append(frame)
     stats.reused += len(records)
+    pass1_started = time.perf_counter()
     for frame, record in _run_tasks(_measure_task, todo, settings, None, True, "convert 1/2 detect + measure", counter):
         records[frame] = record
         stats.measured += 1
+    stats.pass1_s = time.perf_counter() - pass1_started
 
     report = ConversionReport(
         input=str(settings.input),
@@ -319,10 +321,12 @@ def run_conversion(cfg: ConvertSettings | Mapping[str, Any] | None = None, **ove
         elif not _outputs_complete(settings.output, frame):
             todo2.append((frame, measurement))
     stats.reused += len(accepted) - len(todo2)
+    pass2_started = time.perf_counter()
     for frame, record in _run_tasks(_render_task, todo2, settings, plan, False, "convert 2/2 crop + write", counter):
         stats.rendered += 1
         if record is not None:
             render_rejects[frame] = record
+    stats.pass2_s = time.perf_counter() - pass2_started
     for frame, _ in accepted:
         if frame in render_rejects:
             record = render_rejects[frame]

@@ -18,6 +18,8 @@ class RunStats:
     """What this invocation did (differs between a fresh and a resumed run)."""
 
     time_s: float = 0.0
+    pass1_s: float = 0.0  # detect + gate + fill + nose depth
+    pass2_s: float = 0.0  # scale + crop + encode + write
     measured: int = 0  # frames detected and measured in this run (pass 1)
     rendered: int = 0  # frames written in this run (pass 2)
     reused: int = 0  # frames whose pass-1 or pass-2 results an earlier run had already finished

@@ -32,7 +32,7 @@ class ConvertSettings:
     depth_bits: int = 16  # 8 reproduces the original's files; 16 keeps sub-millimetre precision
     erosion: bool = True
     max_pose_deg: float | None = 10.0  # |yaw|, |pitch|, |roll| limit of the capture gate; None disables
-    detect_max_side: int | None = 800  # the detector sees a copy whose longer side is at most this many px
+    detect_max_side: int | None = None  # the detector sees a copy whose longer side is at most this many px
     fill: FillSettings = field(default_factory=FillSettings)
     fill_margin: float = 0.08  # the fill region is the landmark hull grown by this fraction of the face size
     detector: Mapping[str, Any] = field(default_factory=lambda: {"name": "mediapipe"})
