@@ -8,7 +8,8 @@ with src.export.export_generator (so the files timed are the files deployed, che
     python bench/export_inference.py --device cuda --iters 100
     python bench/export_inference.py --sizes 256 --ngf 32 --threads 2
 
-Timing: warm-up runs first (allocator, cuDNN autotune, ORT graph optimisation), then `--iters` timed frames;
+Timing: warm-up runs first (allocator, cuDNN autotune, ORT graph optimisation), then `--iters` timed frames
+per backend, taken round robin (eager, TorchScript, ORT, eager, ...) and summarised by the median;
 on CUDA every frame ends with torch.cuda.synchronize() so kernel time is counted, not kernel launches (the
 original measured without a sync). ONNX Runtime gets the input as a host array and returns one, so its
 figure includes the host <-> device copies a frame pipeline would pay; the PyTorch figures keep data on the
@@ -34,19 +35,24 @@ from src.models.components.generators import build_generator
 from src.models.components.norms import count_parameters
 
 
-def time_frames(run: Callable[[], object], warmup: int, iters: int, cuda: bool) -> list[float]:
-    """Seconds per frame of `iters` calls after `warmup` untimed ones."""
-    for _ in range(warmup):
-        run()
+def time_interleaved(
+    runs: dict[str, Callable[[], object]], warmup: int, iters: int, cuda: bool
+) -> dict[str, list[float]]:
+    """Seconds per frame of each backend; frames alternate between backends (round robin) so that load from
+    other processes on a shared machine falls on all of them alike."""
+    for run in runs.values():
+        for _ in range(warmup):
+            run()
     if cuda:
         torch.cuda.synchronize()
-    times = []
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(iters):
-        start = time.perf_counter()
-        run()
-        if cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            if cuda:
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - start)
     return times
 
 
@@ -82,11 +88,9 @@ def bench_size(size: int, args: argparse.Namespace, work_dir: Path) -> list[tupl
         with torch.inference_mode():
             return scripted(x)
 
-    results = []
-    for name, run in (("eager", eager), ("torchscript", torchscript), (ort_name, lambda: session.run(None, feed))):
-        times = time_frames(run, args.warmup, args.iters, cuda)
-        results.append((name, statistics.median(times)))
-    return results
+    runs = {"eager": eager, "torchscript": torchscript, ort_name: lambda: session.run(None, feed)}
+    times = time_interleaved(runs, args.warmup, args.iters, cuda)
+    return [(name, statistics.median(seconds)) for name, seconds in times.items()]
 
 
 def main() -> None:
