@@ -53,8 +53,8 @@ class KinectSensorModel:
             if "depth_mm" not in frame_or_depth:
                 raise ValueError("sensor model needs a render with the 'depth' modality (key 'depth_mm')")
             depth = np.asarray(frame_or_depth["depth_mm"], dtype=np.float32)
-            ir = frame_or_depth.get("ir", ir)
-            mask = frame_or_depth.get("mask", mask)
+            ir = frame_or_depth.get("ir") if ir is None else ir
+            mask = frame_or_depth.get("mask") if mask is None else mask
         else:
             depth = np.asarray(frame_or_depth, dtype=np.float32)
         if depth.ndim != 2 or depth.size == 0:

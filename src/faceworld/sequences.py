@@ -2,7 +2,7 @@
 
 Motion is built from band-limited pieces so it looks like a person on a call: slow head sway (sums of
 low-frequency sinusoids), a viseme track (short mouth shapes of 80-220 ms with pauses) smoothed over ~40 ms,
-blinks every few seconds (about 150 ms, closing faster than opening), gaze saccades to new targets every
+blinks every few seconds (about 230 ms, closing faster than opening), gaze saccades to new targets every
 0.4-2 s, occasional brow raises and smiles; optional hand-held camera shake (small high-frequency jitter).
 Deterministic in (identity_seed, seed); any length and frame rate.
 """
@@ -62,15 +62,15 @@ def _sway(t: np.ndarray, rng: np.random.Generator, amplitude: float, freqs: tupl
 
 
 def blink_curve(num_frames: int, fps: float, rng: np.random.Generator) -> np.ndarray:
-    """Eyelid closure in [0, 1] per frame: blinks every 2-6 s, ~60 ms closing, ~100 ms opening."""
+    """Eyelid closure in [0, 1] per frame: blinks every 2-6 s: ~70 ms closing, ~60 ms closed, ~100 ms opening."""
     t = np.arange(num_frames) / fps
     out = np.zeros(num_frames)
     start = rng.uniform(0.3, 3.0)
+    close, hold, open_ = 0.07, 0.06, 0.10
     while start < t[-1] + 1.0:
-        close, open_ = 0.06, 0.10
         rising = np.clip((t - start) / close, 0, 1)
-        falling = np.clip(1 - (t - start - close) / open_, 0, 1)
-        out = np.maximum(out, np.where(t < start + close, rising, falling) * (t >= start))
+        falling = np.clip(1 - (t - start - close - hold) / open_, 0, 1)
+        out = np.maximum(out, np.minimum(rising, falling))
         start += rng.uniform(2.0, 6.0)
     return out
 

@@ -67,7 +67,7 @@ def test_backfaces_are_culled_and_nearest_surface_wins():
     # Two parallel squares facing the camera at 400 and 600 mm: only the near one is visible.
     quad = np.array([[-50, -50, 0], [50, -50, 0], [-50, 50, 0], [50, 50, 0]], float)
     tris = np.array([[0, 2, 1], [1, 2, 3]])
-    verts = np.concatenate([quad + [0, 0, 600], quad + [0, 0, 400]])
+    verts = np.concatenate([quad + np.array([0.0, 0.0, 600.0]), quad + np.array([0.0, 0.0, 400.0])])
     all_tris = np.concatenate([tris, tris + 4])
     cam = PinholeCamera(100.0, 100.0, 31.5, 31.5, 64, 64)
     frags = rasterize(cam.project_camera(verts), all_tris, 64, 64)

@@ -35,6 +35,7 @@ def test_umeyama_recovers_similarity():
     R = euler_to_rotation(12, -7, 3)
     dst = 1.3 * src @ R.T + [1, 2, 700]
     R_est, t_est, s = estimate_rigid_transform(src, dst, with_scale=True)
+    np.testing.assert_allclose(t_est, [1, 2, 700], atol=1e-9)
     np.testing.assert_allclose(R_est, R, atol=1e-9)
     assert s == pytest.approx(1.3)
     with pytest.raises(ValueError, match="at least 3"):
