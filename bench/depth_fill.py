@@ -38,21 +38,18 @@ METHODS = {
 
 def faceworld_frames(count: int, width: int, height: int, seed: int):
     """(sensor depth uint16, true depth mm, landmarks) for `count` FaceWorld heads seen like the original capture."""
-    from src.faceworld.sensor import KinectSensorModel
-
     from src.faceworld import FaceWorld
-    from src.geometry.camera import PinholeCamera
+    from src.faceworld.sensor import KinectSensorModel
+    from src.faceworld.writers.rgbd import kinect_crop_camera
 
     world = FaceWorld()
-    if (width, height) == (1900, 2270):
-        camera = PinholeCamera(1955.0, 1954.0, 994.0, 1157.0, width, height)  # the original's crop
-    else:
-        camera = PinholeCamera.kinect_color(width, height)
+    camera = kinect_crop_camera((height, width))  # the original's 1900x2270 crop of the 3072P colour camera
+    sensor = KinectSensorModel(seed=seed)
     for i in range(count):
         params = world.sample_params(seed + i, pose_range_deg=10)
         frame = world.render(params, camera, modalities=("rgb", "depth", "ir", "landmarks", "mask"))
-        sensor = KinectSensorModel(seed + i).apply(frame)
-        yield sensor["depth"], frame["depth_mm"], frame["landmarks2d"]
+        sensed = sensor.apply(frame, camera=camera, frame_index=i)
+        yield sensed["depth"], frame["depth_mm"], frame["landmarks2d"]
 
 
 def main() -> None:
@@ -63,7 +60,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--radius", type=int, default=3, help="inpaintRadius of the OpenCV methods")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--margin", type=float, default=0.08, help="fill_margin of the converter")
+    parser.add_argument("--margin", type=float, default=0.02, help="fill_margin of the converter")
     args = parser.parse_args()
     cv2.setNumThreads(1)
 

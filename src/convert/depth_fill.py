@@ -14,9 +14,10 @@ where every hole is covered, then each finer level starts from the upsampled coa
 relaxation sweeps on its hole pixels only (red-black SOR for the membrane, damped Jacobi for the thin plate).
 Each level costs a few OpenCV convolutions of the window around the holes, so a frame takes milliseconds.
 
-Holes are filled only where the caller asks (`fill_mask`): the face region. Pixels that are neither valid nor
-to be filled are treated as absent (natural boundary), never as zero depth, so a hole that runs from the cheek
-into the background is filled on the face side without pulling the background in.
+Holes are filled only where the caller asks (`fill_mask`): the face region. The solve itself spans every pixel
+without usable depth around them (as OpenCV's inpainting does), so a hole that runs out of the face region still
+takes the depth on its far side into account; holes are never read as 0 mm, and depth far behind the face
+(`far_mm`) is background that neither anchors the fill nor gets changed.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import cv2
 import numpy as np
 
 METHODS = ("biharmonic", "harmonic", "telea", "ns", "none")
+# The finest level relaxes only within this many pixels of the requested holes.
+FOCUS_PX = 4
 
 
 @dataclass(frozen=True)
@@ -34,8 +37,8 @@ class FillSettings:
     """Solver knobs; the defaults were chosen on FaceWorld frames (bench/depth_fill.py)."""
 
     method: str = "biharmonic"
-    fine_iterations: int = 6  # sweeps on the finest level (the pyramid has already placed the low frequencies)
-    coarse_iterations: int = 40  # sweeps on every coarser level (cheap: each level has 4x fewer pixels)
+    fine_iterations: int = 4  # sweeps on the finest level (the pyramid has already placed the low frequencies)
+    coarse_iterations: int = 10  # sweeps on every coarser level (cheap: each level has 4x fewer pixels)
     sor_omega: float = 1.6  # over-relaxation of the membrane's red-black Gauss-Seidel
     jacobi_omega: float = 0.6  # damping of the thin plate's Jacobi (convergent below 0.625 for this stencil)
     opencv_radius: int = 3  # inpaintRadius for the OpenCV baselines (telea / ns)
@@ -80,12 +83,15 @@ def fill_depth(
         out[holes] = filled[holes]
         return out
 
-    # Work only in the window around the holes; a margin of valid depth anchors the solution.
-    y0, y1, x0, x1 = _window(holes, margin=8)
+    # Work in the window around the requested holes. Every pixel of it without usable depth is solved for (a
+    # hole that runs out of the fill mask still carries the depth on its far side), but only the requested
+    # holes are copied back.
+    y0, y1, x0, x1 = _window(holes, margin=max(16, int(0.1 * max(holes.shape))))
     window_known = known[y0:y1, x0:x1]
     window_holes = holes[y0:y1, x0:x1]
     window_values = np.where(window_known, out[y0:y1, x0:x1], 0).astype(np.float32)
-    solved = _solve_pyramid(window_values, window_known, window_holes, settings, level=0)
+    focus = cv2.dilate(window_holes.astype(np.uint8), np.ones((2 * FOCUS_PX + 1,) * 2, np.uint8)) > 0
+    solved = _solve_pyramid(window_values, window_known, ~window_known, settings, level=0, focus=focus)
     out[y0:y1, x0:x1][window_holes] = solved[window_holes]
     return out
 
@@ -116,9 +122,18 @@ def _upsample(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _solve_pyramid(
-    values: np.ndarray, known: np.ndarray, unknown: np.ndarray, settings: FillSettings, level: int
+    values: np.ndarray,
+    known: np.ndarray,
+    unknown: np.ndarray,
+    settings: FillSettings,
+    level: int,
+    focus: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Return `values` with the unknown pixels solved; known pixels are Dirichlet data, others are absent."""
+    """Return `values` with the unknown pixels solved; known pixels are Dirichlet data, others are absent.
+
+    `focus` (finest level only) limits the last relaxation to the pixels whose values are wanted: elsewhere the
+    coarser levels' solution is already as good as it needs to be to serve as their boundary.
+    """
     u = np.where(known, values, 0).astype(np.float32)
     if not unknown.any():
         return u
@@ -139,10 +154,11 @@ def _solve_pyramid(
         # Push: the coarser solution initialises this level's holes.
         u[unknown] = _upsample(coarse, u.shape)[unknown]
     iterations = settings.fine_iterations if level == 0 else settings.coarse_iterations
+    relaxed = unknown if focus is None else unknown & focus
     if settings.method == "harmonic":
-        _relax_membrane(u, unknown, active, iterations, settings.sor_omega)
+        _relax_membrane(u, relaxed, active, iterations, settings.sor_omega)
     else:
-        _relax_thin_plate(u, unknown, active, iterations, settings.jacobi_omega)
+        _relax_thin_plate(u, relaxed, active, iterations, settings.jacobi_omega)
     return u
 
 

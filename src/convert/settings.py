@@ -34,7 +34,7 @@ class ConvertSettings:
     max_pose_deg: float | None = 10.0  # |yaw|, |pitch|, |roll| limit of the capture gate; None disables
     detect_max_side: int | None = None  # the detector sees a copy whose longer side is at most this many px
     fill: FillSettings = field(default_factory=FillSettings)
-    fill_margin: float = 0.08  # the fill region is the landmark hull grown by this fraction of the face size
+    fill_margin: float = 0.02  # the fill region (landmark + forehead hull) grows by this fraction of the face size
     detector: Mapping[str, Any] = field(default_factory=lambda: {"name": "mediapipe"})
     group: str | None = None  # session name for plainly numbered input frames (default: the input folder)
     workers: int = 2

@@ -32,12 +32,14 @@ from src.convert.frames import FrameRejectedError
 from src.convert.settings import ConvertSettings
 from src.io.rgbd_layout import DepthEncoding, format_landmark_file
 from src.landmarks.drawing import draw_feature_image
-from src.landmarks.scheme import NOSE_BOX_X, NOSE_BOX_Y
+from src.landmarks.scheme import BROW_LEFT, BROW_RIGHT, NOSE_BOX_X, NOSE_BOX_Y
 
 # Depth steps larger than this between neighbouring samples are silhouettes: never interpolated across.
 SILHOUETTE_STEP_MM = 50.0
 # How far behind the face's median depth a surface can still be the head (ears, jaw line); deeper is background.
 FACE_EXTENT_MM = 150.0
+# The fill region reaches this fraction of the landmark box height above the brows (the forehead).
+FOREHEAD_FRACTION = 0.4
 
 
 @dataclass(frozen=True)
@@ -131,21 +133,31 @@ def nose_depth(depth_mm: np.ndarray, landmarks: np.ndarray, origin: tuple[int, i
 
 
 def face_fill_region(
-    shape: tuple[int, int], landmarks: np.ndarray, margin_fraction: float
+    shape: tuple[int, int], landmarks: np.ndarray, margin_fraction: float, forehead_fraction: float = FOREHEAD_FRACTION
 ) -> tuple[tuple[int, int, int, int], np.ndarray]:
-    """The window (row0, row1, col0, col1) around the face and, inside it, the region whose holes are filled:
-    the landmark hull grown by `margin_fraction` of the face size (brows up to the hairline, jaw to the chin)."""
+    """The window (row0, row1, col0, col1) around the face and, inside it, the region whose holes are filled.
+
+    The region is the convex hull of the landmarks and of the brows raised by `forehead_fraction` of the landmark
+    box height (the forehead, which the landmarks do not cover), grown by `margin_fraction` of the face size.
+    The jaw line is the face's outline: beyond it is neck, ear or background, where a fill would invent a skirt
+    of depth around the head, so the margin stays small.
+    """
     height, width = shape
     x, y, bw, bh = landmark_box(landmarks)
-    margin = math.ceil(margin_fraction * max(bw, bh)) + 2
-    x0, y0 = max(0, int(x) - margin), max(0, int(y) - margin)
-    x1, y1 = min(width, math.ceil(x + bw) + margin + 1), min(height, math.ceil(y + bh) + margin + 1)
-    region = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    hull = cv2.convexHull(np.round(landmarks - (x0, y0)).astype(np.int32))
+    brows = landmarks[list(BROW_RIGHT + BROW_LEFT)] - (0.0, forehead_fraction * bh)
+    points = np.concatenate([landmarks, brows])
+    margin = math.ceil(margin_fraction * max(bw, bh)) + 1
+    # The window reaches beyond the region so holes on the region's border still have valid depth all around.
+    reach = margin + math.ceil(0.05 * max(bw, bh)) + 8
+    top = min(y, float(brows[:, 1].min()))
+    x0, y0 = max(0, int(x) - reach), max(0, int(top) - reach)
+    x1, y1 = min(width, math.ceil(x + bw) + reach + 1), min(height, math.ceil(y + bh) + reach + 1)
+    region = np.zeros((max(0, y1 - y0), max(0, x1 - x0)), np.uint8)
+    hull = cv2.convexHull(np.round(points - (x0, y0)).astype(np.int32))
     cv2.fillConvexPoly(region, hull, 1)
-    if margin > 2:
+    if margin > 1:
         # Growing a convex polygon by a disk = drawing its outline with a round-capped pen of that diameter.
-        cv2.polylines(region, [hull], True, 1, thickness=2 * (margin - 2) + 1, lineType=cv2.LINE_8)
+        cv2.polylines(region, [hull], True, 1, thickness=2 * (margin - 1) + 1, lineType=cv2.LINE_8)
     return (y0, y1, x0, x1), region.astype(bool)
 
 
