@@ -68,18 +68,21 @@ class SplitPlan:
             return self.session_split
         if self.mode == "block":
             return "train" if ordinal < self.train_frames else "eval"
-        # interleaved: each `interleave_every`-th frame to eval while eval has room; the rest fill train
-        counts = {"train": 0, "eval": 0}
-        split = "train"
-        for k in range(ordinal + 1):
-            wants_eval = (k + 1) % self.interleave_every == 0
-            split = (
-                "eval"
-                if (wants_eval and counts["eval"] < self.eval_frames) or counts["train"] >= self.train_frames
-                else "train"
-            )
-            counts[split] += 1
-        return split
+        return self._interleaved()[ordinal] if ordinal < self.total else "eval"
+
+    def _interleaved(self) -> list[str]:
+        """Each `interleave_every`-th accepted frame -> eval while eval has room; the rest fill train."""
+        if not hasattr(self, "_interleaved_cache"):
+            counts = {"train": 0, "eval": 0}
+            order = []
+            for k in range(self.total):
+                wants_eval = (k + 1) % self.interleave_every == 0
+                full_train = counts["train"] >= self.train_frames
+                split = "eval" if (wants_eval and counts["eval"] < self.eval_frames) or full_train else "train"
+                counts[split] += 1
+                order.append(split)
+            object.__setattr__(self, "_interleaved_cache", order)
+        return self._interleaved_cache  # type: ignore[attr-defined]
 
 
 class UnprocessedWriter:
@@ -98,29 +101,32 @@ class UnprocessedWriter:
         return f"{self.session}_{index:06d}"
 
     def scan(self) -> dict[str, int]:
-        """Count this session's complete frames per split; delete incomplete ones and stale temporaries.
+        """Count this session's complete frames; delete incomplete ones and everything after them.
 
-        Frames are numbered 0.. per split, so the complete ones must be a prefix; anything after the first gap
-        is from an interrupted write and is removed.
+        The accepted frames fill the splits in a fixed order (SplitPlan.split_of), so the frames already captured
+        are the longest run of that order whose files are all on disk. A kill leaves at most the last frame
+        incomplete; whatever lies beyond the first incomplete frame is removed so that the resumed run rewrites
+        it and the result equals an uninterrupted run.
         """
         if self.root.exists():
             remove_stale_temporaries(self.root)
+        counts = {split: 0 for split in SPLITS}
+        ordinal = 0
+        while ordinal < self.plan.total:
+            split = self.plan.split_of(ordinal)
+            paths = unprocessed_paths(self.root, split, self.frame_id(counts[split]))
+            if not all(paths[kind].is_file() for kind in self.kinds):
+                break
+            counts[split] += 1
+            ordinal += 1
         for split in SPLITS:
-            index = 0
-            while all(
-                p.is_file()
-                for kind, p in unprocessed_paths(self.root, split, self.frame_id(index)).items()
-                if kind in self.kinds
-            ):
-                index += 1
-            self.counts[split] = index
-            # remove leftovers of a frame whose files were only partly written
-            leftover = index
-            while any(p.exists() for p in unprocessed_paths(self.root, split, self.frame_id(leftover)).values()):
-                for p in unprocessed_paths(self.root, split, self.frame_id(leftover)).values():
-                    p.unlink(missing_ok=True)
-                leftover += 1
-        return dict(self.counts)
+            for kind in UNPROCESSED_KINDS:
+                for path in (self.root / split / kind).glob(f"{self.session}_*.png"):
+                    index = path.stem.rsplit("_", 1)[1]
+                    if index.isdigit() and int(index) >= counts[split]:
+                        path.unlink()
+        self.counts = counts
+        return dict(counts)
 
     @property
     def accepted(self) -> int:
