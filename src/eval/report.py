@@ -78,20 +78,33 @@ def summarize_values(values: Sequence[float]) -> dict[str, float]:
     return {**stats, "count": int(defined.size), "nan": int(arr.size - defined.size)}
 
 
+MIN_CELL_WIDTH = 160  # smaller frames are enlarged (nearest neighbour, whole pixels) so labels and legends fit
+
+
+def _enlarge(image: np.ndarray, factor: int) -> np.ndarray:
+    array = np.asarray(image)
+    return array if factor == 1 else np.repeat(np.repeat(array, factor, axis=0), factor, axis=1)
+
+
 def sample_row(
     sample: ReportSample, depth_range: tuple[float, float] | None = None, max_error_mm: float | None = None
 ) -> list[np.ndarray]:
     """The images of one report row, in SAMPLE_COLUMNS order."""
     near, far = depth_range if depth_range is not None else depth_range_mm(sample.true_depth_mm)
-    depth_error, _ = error_map(sample.pred_depth_mm, sample.true_depth_mm, max_error_mm=max_error_mm)
+    factor = max(1, -(-MIN_CELL_WIDTH // np.shape(sample.true_depth_mm)[1]))
+    feature, pred_rgb, true_rgb, pred_mm, true_mm = (
+        _enlarge(a, factor)
+        for a in (sample.feature, sample.pred_rgb, sample.true_rgb, sample.pred_depth_mm, sample.true_depth_mm)
+    )
+    depth_error, _ = error_map(pred_mm, true_mm, max_error_mm=max_error_mm)
     return [
-        to_rgb(np.asarray(sample.feature)),
-        np.asarray(sample.pred_rgb),
-        np.asarray(sample.true_rgb),
-        depth_to_color(sample.pred_depth_mm, near, far, legend=True),
-        depth_to_color(sample.true_depth_mm, near, far, legend=True),
+        to_rgb(feature),
+        pred_rgb,
+        true_rgb,
+        depth_to_color(pred_mm, near, far, legend=True),
+        depth_to_color(true_mm, near, far, legend=True),
         depth_error,
-        rgb_error_map(sample.pred_rgb, sample.true_rgb),
+        rgb_error_map(pred_rgb, true_rgb),
     ]
 
 

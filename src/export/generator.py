@@ -111,17 +111,28 @@ def _export_torchscript(
     return {"file": target.name, "max_abs_diff": diff, "atol": atol, "sha256": _sha256(target)}
 
 
+# The exporter's libraries log every graph pass at INFO (dozens of lines into a training log) and warn once per
+# torchvision operator they cannot register (torchvision is absent here by design): quiet during an export.
+_EXPORTER_LOGGERS = {
+    "torch.onnx": logging.WARNING,
+    "torch.onnx._internal.exporter._registration": logging.ERROR,
+    "onnx_ir": logging.WARNING,
+    "onnxscript": logging.WARNING,
+}
+
+
 def _onnx_bytes(generator: nn.Module, example: torch.Tensor, opset: int) -> bytes:
     """ONNX model bytes from the torch.export-based exporter, batch axis dynamic, weights inlined (< 2 GB)."""
     batch = torch.export.Dim("batch", min=1, max=1024)
-    # The exporter warns once per torchvision operator it cannot register; torchvision is absent here by design.
-    registration_log = logging.getLogger("torch.onnx._internal.exporter._registration")
-    previous_level = registration_log.level
-    registration_log.setLevel(logging.ERROR)
+    loggers = {logging.getLogger(name): level for name, level in _EXPORTER_LOGGERS.items()}
+    previous = {logger: logger.level for logger in loggers}
+    for logger, level in loggers.items():
+        logger.setLevel(max(level, logger.getEffectiveLevel()))
     try:
         return _run_onnx_exporter(generator, example, opset, batch)
     finally:
-        registration_log.setLevel(previous_level)
+        for logger, level in previous.items():
+            logger.setLevel(level)
 
 
 def _run_onnx_exporter(generator: nn.Module, example: torch.Tensor, opset: int, batch: Any) -> bytes:

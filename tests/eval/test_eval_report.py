@@ -53,7 +53,8 @@ def test_report_folder_has_html_json_markdown_grids_and_point_clouds(tmp_path):
     grids = sorted((tmp_path / "report" / "samples").glob("*.png"))
     assert len(grids) == 3
     grid = cv2.imread(str(grids[0]))
-    assert grid.shape[1] > 7 * 24 and grid.shape[0] > 24  # seven columns and a label band
+    # 24 px frames are enlarged to 168 px (7x, whole pixels) so labels fit; seven columns and a label band.
+    assert grid.shape[1] > 7 * 168 and grid.shape[0] > 168
 
     clouds = sorted((tmp_path / "report" / "pointclouds").glob("*.ply"))
     assert len(clouds) == 4  # pred + true of the first two samples
