@@ -20,6 +20,8 @@ from src.capture.calibration import DeviceCalibration
 # Neighbours whose depths differ by more than this fraction of the depth are on another surface.
 DEPTH_JUMP_FRACTION = 0.03
 _Z_UNITS_PER_MM = 256  # z-buffer resolution (1/256 mm) in the packed 64-bit key
+_CANDIDATES_PER_CHUNK = 2_000_000  # bounds the temporary arrays (~100 MB) at full Kinect resolution
+_CORNERS = ((1, 1), (1, -1), (-1, 1), (-1, -1))
 
 
 class DepthRegistration:
@@ -97,51 +99,62 @@ class DepthRegistration:
     def _splat(self, centre: np.ndarray, step_x: np.ndarray, step_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rasterise the parallelograms centre +- step_x +- step_y with linear depth; nearest wins."""
         width, height = self.color.width, self.color.height
-        out = np.zeros((height, width), dtype=np.uint16)
-        winner = np.full((height, width), -1, dtype=np.int64)
-        if centre.shape[0] == 0:
-            return out, winner
-        corners = (
-            centre[:, None, :2]
-            + np.array([[1, 1], [1, -1], [-1, 1], [-1, -1]])[None, :, :1] * step_x[:, None, :2]
-            + np.array([[1], [-1], [1], [-1]])[None] * step_y[:, None, :2]
-        )
-        lo = np.ceil(corners.min(axis=1) - 1e-6).astype(np.int64)
-        hi = np.floor(corners.max(axis=1) + 1e-6).astype(np.int64)
-        lo = np.maximum(lo, 0)
-        hi = np.minimum(hi, [width - 1, height - 1])
+        empty = np.iinfo(np.uint64).max
+        buffer = np.full(width * height, empty, dtype=np.uint64)
+        # Per patch (not per covered pixel) work first: its pixel bounding box and the inverse of its edge matrix.
+        corners = np.stack([centre[:, :2] + sx * step_x[:, :2] + sy * step_y[:, :2] for sx, sy in _CORNERS], axis=1)
+        lo = np.maximum(np.ceil(corners.min(axis=1) - 1e-6).astype(np.int64), 0)
+        hi = np.minimum(np.floor(corners.max(axis=1) + 1e-6).astype(np.int64), [width - 1, height - 1])
         span = np.maximum(hi - lo + 1, 0)
         # Parallelograms wider than 64 px are numerical blow-ups at grazing angles; they carry no information.
         counts = np.where((span < 64).all(axis=1), span[:, 0] * span[:, 1], 0)
-        total = int(counts.sum())
-        if total == 0:
-            return out, winner
-        owner = np.repeat(np.arange(centre.shape[0]), counts)
-        offset = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-        px = lo[owner, 0] + offset % span[owner, 0]
-        py = lo[owner, 1] + offset // span[owner, 0]
-        # Solve p - c = a * 2 step_x + b * 2 step_y for (a, b); inside when |a|, |b| <= 1/2.
-        ax, ay = 2 * step_x[owner, 0], 2 * step_x[owner, 1]
-        bx, by = 2 * step_y[owner, 0], 2 * step_y[owner, 1]
+        # p - c = a * (2 step_x) + b * (2 step_y)  ->  (a, b) = E^-1 (p - c); inside when |a|, |b| <= 1/2
+        ax, ay, bx, by = 2 * step_x[:, 0], 2 * step_x[:, 1], 2 * step_y[:, 0], 2 * step_y[:, 1]
         det = ax * by - bx * ay
-        dx, dy = px - centre[owner, 0], py - centre[owner, 1]
+        counts[np.abs(det) <= 1e-12] = 0
         with np.errstate(divide="ignore", invalid="ignore"):
-            a = (dx * by - bx * dy) / det
-            b = (ax * dy - dx * ay) / det
-        inside = (np.abs(a) <= 0.5 + 1e-3) & (np.abs(b) <= 0.5 + 1e-3) & (np.abs(det) > 1e-12)
-        owner, px, py, a, b = owner[inside], px[inside], py[inside], a[inside], b[inside]
-        zc = centre[owner, 2] + a * 2 * step_x[owner, 2] + b * 2 * step_y[owner, 2]
-        keep = (zc > 0) & (zc < 65535)
-        owner, px, py, zc = owner[keep], px[keep], py[keep], zc[keep]
-        # z-buffer: pack (depth, source) into one integer so a single minimum keeps the nearest and its source.
-        key = (np.round(zc * _Z_UNITS_PER_MM).astype(np.uint64) << np.uint64(32)) | owner.astype(np.uint64)
-        buffer = np.full(width * height, np.iinfo(np.uint64).max, dtype=np.uint64)
-        np.minimum.at(buffer, py * width + px, key)
-        hit = buffer != np.iinfo(np.uint64).max
+            inverse = np.stack([by / det, -bx / det, -ay / det, ax / det], axis=1)
+        sources = np.flatnonzero(counts)
+        for chunk in np.array_split(sources, max(1, int(counts.sum()) // _CANDIDATES_PER_CHUNK + 1)):
+            self._splat_chunk(buffer, chunk, counts[chunk], lo[chunk], span[chunk], centre[chunk], inverse[chunk],
+                              2 * step_x[chunk, 2], 2 * step_y[chunk, 2])  # fmt: skip
+        hit = buffer != empty
+        out = np.zeros((height, width), dtype=np.uint16)
+        winner = np.full((height, width), -1, dtype=np.int64)
         z_units = (buffer[hit] >> np.uint64(32)).astype(np.float64)
         out.ravel()[hit] = np.clip(np.round(z_units / _Z_UNITS_PER_MM), 1, 65535).astype(np.uint16)
         winner.ravel()[hit] = (buffer[hit] & np.uint64(0xFFFFFFFF)).astype(np.int64)
         return out, winner
+
+    def _splat_chunk(
+        self,
+        buffer: np.ndarray,
+        sources: np.ndarray,
+        counts: np.ndarray,
+        lo: np.ndarray,
+        span: np.ndarray,
+        centre: np.ndarray,
+        inverse: np.ndarray,
+        dz_a: np.ndarray,
+        dz_b: np.ndarray,
+    ) -> None:
+        """Expand a chunk of patches into candidate pixels (np.repeat keeps memory access sequential)."""
+        total = int(counts.sum())
+        first = np.repeat(np.cumsum(counts) - counts, counts)
+        offset = np.arange(total) - first
+        row_len = np.repeat(span[:, 0], counts)
+        px = np.repeat(lo[:, 0], counts) + offset % row_len
+        py = np.repeat(lo[:, 1], counts) + offset // row_len
+        dx = px - np.repeat(centre[:, 0], counts)
+        dy = py - np.repeat(centre[:, 1], counts)
+        a = np.repeat(inverse[:, 0], counts) * dx + np.repeat(inverse[:, 1], counts) * dy
+        b = np.repeat(inverse[:, 2], counts) * dx + np.repeat(inverse[:, 3], counts) * dy
+        z = np.repeat(centre[:, 2], counts) + a * np.repeat(dz_a, counts) + b * np.repeat(dz_b, counts)
+        keep = (np.abs(a) <= 0.5 + 1e-3) & (np.abs(b) <= 0.5 + 1e-3) & (z > 0) & (z < 65535)
+        owner = np.repeat(sources, counts)[keep]
+        # z-buffer: pack (depth, source) into one integer so a single minimum keeps the nearest and its source.
+        key = (np.round(z[keep] * _Z_UNITS_PER_MM).astype(np.uint64) << np.uint64(32)) | owner.astype(np.uint64)
+        np.minimum.at(buffer, py[keep] * self.color.width + px[keep], key)
 
 
 def _half_step(values: np.ndarray, valid: np.ndarray, depth: np.ndarray, axis: int) -> np.ndarray:
