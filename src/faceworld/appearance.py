@@ -150,7 +150,7 @@ class IdentityAppearance:
     albedo: np.ndarray  # (S,S,3) float32 linear RGB
     labels: np.ndarray  # (S,S) uint8
     wrinkles: np.ndarray  # (G,S,S) float32 mm, one map per WRINKLE_GROUPS entry
-    wrinkle_gradients: np.ndarray  # (G,S,S,2) float32 mm per UV unit: d/du, d/dv of each group
+    wrinkle_gradients: np.ndarray  # (S,S,2G) float32 mm per UV unit: d/du of group g at 2g, d/dv at 2g + 1
     iris_color: np.ndarray  # (3,) linear
     iris_pattern_seed: int
     hair_color: np.ndarray  # (3,) linear
@@ -220,12 +220,12 @@ def paint_identity(size: int, albedo_seed: int, skin_tone: float, hair: bool) ->
     grads = []
     for w in wrinkles:
         gv, gu = np.gradient(w, texel)
-        grads.append(np.stack([gu, gv], axis=-1))
+        grads += [gu, gv]
     return IdentityAppearance(
         albedo=albedo,
         labels=base_labels(layout, hair),
         wrinkles=wrinkles,
-        wrinkle_gradients=np.stack(grads).astype(np.float32),
+        wrinkle_gradients=np.ascontiguousarray(np.stack(grads, axis=-1), dtype=np.float32),
         iris_color=iris_color,
         iris_pattern_seed=int(rng.integers(1 << 30)),
         hair_color=hair_color,

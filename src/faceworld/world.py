@@ -125,7 +125,7 @@ def vertex_normals(
     if incidence is None:
         incidence = incidence_matrix(triangles, len(vertices))
     n = incidence @ fn
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+    return _normalize(n)
 
 
 def cavity_occlusion(vertices: np.ndarray, triangles: np.ndarray, normals: np.ndarray) -> np.ndarray:
@@ -484,12 +484,24 @@ class FaceWorld:
             elif "mask" in mods:
                 aux = interpolate(frags, scene.triangles, scene.aux)
             if shading_needed:
-                points = camera.unproject(np.stack([frags.xs, frags.ys], 1).astype(np.float64), frags.depth)
-                view = camera.view_directions(points).astype(np.float32)
+                if camera.is_orthographic:
+                    view = np.broadcast_to(np.array([0.0, 0.0, -1.0], np.float32), (len(frags.pixel), 3))
+                    rays = None
+                else:
+                    rays = np.stack(
+                        [
+                            ((frags.xs - camera.cx) / camera.fx).astype(np.float32),
+                            ((frags.ys - camera.cy) / camera.fy).astype(np.float32),
+                            np.ones(len(frags.pixel), np.float32),
+                        ],
+                        axis=1,
+                    )
+                    view = -_normalize(rays)
                 albedo = self._albedo(params, frags, mat, aux)
             if "rgb" in mods:
                 out["rgb"] = self._shade_rgb(params, frags, mat, n, view, albedo * occlusion[:, None], W, H)
             if "ir" in mods:
+                points = rays * frags.depth[:, None] if rays is not None else None
                 out["ir"] = self._shade_ir(frags, mat, n, view, albedo, points, W, H)
             if "mask" in mods:
                 out["mask"] = frags.scatter(self._labels(params, mat, aux), 0, np.uint8)
@@ -527,13 +539,15 @@ class FaceWorld:
             look = self._identity_appearance(params)
             S = look.albedo.shape[0]
             weights = self._wrinkle_weights(params)
-            combined = look.wrinkle_gradients[0] * weights[0]
-            for g in range(1, len(weights)):
-                combined += look.wrinkle_gradients[g] * weights[g]
-            duv = sample_texture(combined, aux[face, 0] * S - 0.5, aux[face, 1] * S - 0.5)
+            # One remap of all groups' gradients (S,S,2G), then the expression's weights per fragment.
+            sampled = sample_texture(look.wrinkle_gradients, aux[face, 0] * S - 0.5, aux[face, 1] * S - 0.5)
+            mix = np.zeros((2 * len(weights), 2), np.float32)
+            mix[0::2, 0] = weights
+            mix[1::2, 1] = weights
+            duv = sampled @ mix
             n = n.copy()
             n[face] += duv[:, 0:1] * g_u[face] + duv[:, 1:2] * g_v[face]
-        return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-9)
+        return _normalize(n)
 
     def _albedo(self, params, frags, mat, aux) -> np.ndarray:
         """Linear albedo (M,3) per fragment from each material."""
@@ -566,8 +580,7 @@ class FaceWorld:
         d = np.array([light[3].mean(), light[1].mean(), light[2].mean()], np.float32)
         if np.linalg.norm(d) > 1e-6:
             d /= np.linalg.norm(d)
-            h = d[None, :] + view
-            h /= np.maximum(np.linalg.norm(h, axis=1, keepdims=True), 1e-9)
+            h = _normalize(d[None, :] + view)
             ndh = np.clip(np.einsum("ij,ij->i", n, h), 0.0, 1.0)
             strength = np.where(mat == MATERIAL_EYE, 0.9, np.where(mouth, 0.05, 0.06)).astype(np.float32)
             power = np.where(mat == MATERIAL_EYE, 120.0, 18.0).astype(np.float32)
@@ -581,7 +594,7 @@ class FaceWorld:
         """Active IR: on-axis emitter, Lambertian, falling off with distance squared; uint16 like a Kinect."""
         reflect = 0.25 + 0.75 * np.sqrt(np.clip(albedo.mean(1), 0.0, 1.0))
         cosine = np.clip(np.einsum("ij,ij->i", n, view), 0.0, 1.0)
-        dist_m = np.linalg.norm(points, axis=1) / 1000.0
+        dist_m = (np.sqrt(np.einsum("ij,ij->i", points, points)) if points is not None else frags.depth) / 1000.0
         ir = 1800.0 * reflect * cosine / np.maximum(dist_m / 0.7, 0.05) ** 2
         return frags.scatter(np.clip(np.round(ir), 0, 65535).astype(np.uint16), 0, np.uint16)
 
@@ -701,7 +714,8 @@ class FaceWorld:
         if "displacement" in mods:
             out["displacement"] = np.tensordot(weights, look.wrinkles, axes=1).astype(np.float32)
         if "normal_map" in mods:
-            g = np.tensordot(weights, look.wrinkle_gradients, axes=1)
+            S = look.wrinkle_gradients.shape[0]
+            g = look.wrinkle_gradients.reshape(S, S, -1, 2).transpose(0, 1, 3, 2) @ weights
             du, dv = g[..., 0], g[..., 1]
             mm_per_u = 2.0 * THETA_MAX * 72.0
             mm_per_v = 300.0
@@ -766,6 +780,12 @@ class FaceWorld:
         cx = (width - 1) / 2.0 - f * cxn + center_offset[0] * width
         cy = (height - 1) / 2.0 - f * cyn - center_offset[1] * height
         return PinholeCamera(fx=f, fy=f, cx=cx, cy=cy, width=int(width), height=int(height))
+
+
+def _normalize(v: np.ndarray) -> np.ndarray:
+    """Unit rows of an (M,3) array (einsum is much faster than np.linalg.norm on thin arrays)."""
+    length = np.sqrt(np.einsum("ij,ij->i", v, v))
+    return v / np.maximum(length, 1e-9)[:, None]
 
 
 def sample_texture(texture: np.ndarray, x: np.ndarray, y: np.ndarray, nearest: bool = False) -> np.ndarray:

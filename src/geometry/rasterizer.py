@@ -22,6 +22,7 @@ import torch
 
 _EDGE_EPS = -1e-5  # accept pixel centres on an edge despite float rounding
 _MIN_AREA = 1e-9
+_BUCKET_MAX = 4  # boxes up to 4x4 pixels are tested by broadcasting, larger ones by enumeration
 
 
 @dataclass
@@ -127,45 +128,72 @@ def rasterize(
     area = area[tri_ids]
     bx = xmin[tri_ids]
     by = ymin[tri_ids]
-    box_w = (xmax[tri_ids] - bx + 1).astype(np.int32)
-    box_h = (ymax[tri_ids] - by + 1).astype(np.int32)
+    box_w = (xmax[tri_ids] - bx + 1).astype(np.int64)
+    box_h = (ymax[tri_ids] - by + 1).astype(np.int64)
 
     # Edge function of corner i (opposite edge j->k), normalised by the area, as a plane a*px + b*py + c,
     # re-based at the box corner so candidates only need their small integer offsets.
     j_idx, k_idx = [1, 2, 0], [2, 0, 1]
     xj, yj, xk, yk = x[:, j_idx], y[:, j_idx], x[:, k_idx], y[:, k_idx]
     inv_area = 1.0 / area[:, None]
-    a = -(yk - yj) * inv_area
-    b = (xk - xj) * inv_area
-    base = ((xk - xj) * (by[:, None] - yj) - (yk - yj) * (bx[:, None] - xj)) * inv_area
-    depth_coef = 1.0 / z if perspective else z
-    coef = np.concatenate([base, a, b, depth_coef], axis=1).astype(np.float32)  # (n,12)
+    a = (-(yk - yj) * inv_area).astype(np.float32)
+    b = ((xk - xj) * inv_area).astype(np.float32)
+    base = (((xk - xj) * (by[:, None] - yj) - (yk - yj) * (bx[:, None] - xj)) * inv_area).astype(np.float32)
+    depth_coef = (1.0 / z if perspective else z).astype(np.float32)
 
-    counts = box_w * box_h
-    owner = np.repeat(np.arange(len(tri_ids), dtype=np.int32), counts)
-    starts = (np.cumsum(counts) - counts).astype(np.int32)
-    local = np.arange(owner.size, dtype=np.int32) - starts[owner]
-    bw = box_w[owner]
-    dy_i = local // bw
-    dx_i = local - dy_i * bw
-    dx = dx_i.astype(np.float32)
-    dy = dy_i.astype(np.float32)
-    c = coef[owner]
-    w0 = c[:, 0] + c[:, 3] * dx + c[:, 6] * dy
-    w1 = c[:, 1] + c[:, 4] * dx + c[:, 7] * dy
-    w2 = c[:, 2] + c[:, 5] * dx + c[:, 8] * dy
-    inside = np.flatnonzero((w0 >= _EDGE_EPS) & (w1 >= _EDGE_EPS) & (w2 >= _EDGE_EPS))
-    w = np.stack([w0[inside], w1[inside], w2[inside]], axis=1)
-    c, owner, dx_i, dy_i = c[inside], owner[inside], dx_i[inside], dy_i[inside]
+    # Candidates: triangles are bucketed by their exact box size (most cover 1-3 pixels a side at face
+    # resolutions), so each bucket tests all its offsets by broadcasting, without per-candidate gathers.
+    tri_parts, dx_parts, dy_parts, w_parts = [], [], [], []
+    small = (box_w <= _BUCKET_MAX) & (box_h <= _BUCKET_MAX)
+    code = np.where(small, box_w * (_BUCKET_MAX + 1) + box_h, -1)
+    order = np.argsort(code, kind="stable")
+    sorted_code = code[order]
+    bounds = np.flatnonzero(np.diff(sorted_code)) + 1
+    for group in np.split(order, bounds):
+        if len(group) == 0:
+            continue
+        if code[group[0]] >= 0:
+            bw, bh = int(box_w[group[0]]), int(box_h[group[0]])
+            offs_x = np.tile(np.arange(bw, dtype=np.float32), bh)
+            offs_y = np.repeat(np.arange(bh, dtype=np.float32), bw)
+            ws = [base[group, i, None] + a[group, i, None] * offs_x + b[group, i, None] * offs_y for i in range(3)]
+            ti, oi = np.nonzero((ws[0] >= _EDGE_EPS) & (ws[1] >= _EDGE_EPS) & (ws[2] >= _EDGE_EPS))
+            tri_parts.append(group[ti])
+            dx_parts.append(offs_x[oi].astype(np.int64))
+            dy_parts.append(offs_y[oi].astype(np.int64))
+            w_parts.append(np.stack([ws[0][ti, oi], ws[1][ti, oi], ws[2][ti, oi]], axis=1))
+        else:  # larger boxes: enumerate each box's pixels with repeat
+            counts = (box_w[group] * box_h[group]).astype(np.int64)
+            owner = np.repeat(group, counts)
+            starts = np.cumsum(counts) - counts
+            local = np.arange(owner.size, dtype=np.int64) - np.repeat(starts, counts)
+            bw = box_w[owner].astype(np.int64)
+            dy_i = local // bw
+            dx_i = local - dy_i * bw
+            dx = dx_i.astype(np.float32)
+            dy = dy_i.astype(np.float32)
+            ws = [base[owner, i] + a[owner, i] * dx + b[owner, i] * dy for i in range(3)]
+            keep_c = np.flatnonzero((ws[0] >= _EDGE_EPS) & (ws[1] >= _EDGE_EPS) & (ws[2] >= _EDGE_EPS))
+            tri_parts.append(owner[keep_c])
+            dx_parts.append(dx_i[keep_c])
+            dy_parts.append(dy_i[keep_c])
+            w_parts.append(np.stack([w[keep_c] for w in ws], axis=1))
+    owner = np.concatenate(tri_parts)
+    if len(owner) == 0:
+        return _empty(width, height)
+    dx_i = np.concatenate(dx_parts)
+    dy_i = np.concatenate(dy_parts)
+    w = np.concatenate(w_parts)
     np.clip(w, 0.0, None, out=w)
     w /= w.sum(axis=1, keepdims=True)
+    c = depth_coef[owner]
 
     if perspective:
-        w_over_z = w * c[:, 9:12]
+        w_over_z = w * c
         depth = 1.0 / w_over_z.sum(axis=1)
         bary = w_over_z * depth[:, None]
     else:
-        depth = (w * c[:, 9:12]).sum(axis=1)
+        depth = (w * c).sum(axis=1)
         bary = w
     pixel = (by[owner].astype(np.int64) + dy_i) * width + bx[owner].astype(np.int64) + dx_i
 

@@ -1,0 +1,84 @@
+"""FaceWorld speed on ONE CPU core: frames/s per modality at 256x256, and dataset generation time.
+
+    python bench/faceworld_speed.py                  # per-modality fps + a 200-frame dataset, extrapolated
+    python bench/faceworld_speed.py --dataset-frames 2000   # time the full 2,000-frame processed dataset
+
+The target of issue 2: >= 30 frames/s for rgb + depth + landmarks at 256x256 on one core, and a 2,000-frame
+dataset in well under two minutes. On a machine shared with other jobs the numbers are pessimistic.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import cv2  # noqa: E402
+import torch  # noqa: E402
+
+from src.faceworld import MODALITIES, FaceWorld  # noqa: E402
+from src.faceworld.sequences import talking_head  # noqa: E402
+from src.faceworld.writers.rgbd import write_processed_dataset  # noqa: E402
+
+
+def measure(world: FaceWorld, params: list, camera, modalities: tuple[str, ...], repeats: int) -> float:
+    """Frames per second of world.render over a talking-head sequence (after one warm-up frame)."""
+    world.render(params[0], camera, modalities)
+    start = time.perf_counter()
+    count = 0
+    while count < repeats:
+        world.render(params[count % len(params)], camera, modalities)
+        count += 1
+    return count / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--frames", type=int, default=40, help="renders per measurement")
+    parser.add_argument("--dataset-frames", type=int, default=200, help="frames of the timed processed dataset")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    world = FaceWorld()
+    params = talking_head(world, identity_seed=1, num_frames=30, fps=15.0, seed=0)
+    camera = world.framing_camera(params[0], args.size, fill=0.6)
+    print(f"FaceWorld render speed, {args.size}x{args.size}, one thread ({args.frames} frames each)")
+    combos = [(m,) for m in MODALITIES] + [("rgb", "depth", "landmarks"), ("rgb", "depth", "ir", "landmarks", "mask")]
+    for modalities in combos:
+        fps = measure(world, params, camera, modalities, args.frames)
+        print(f"  {'+'.join(modalities):<32s} {fps:7.1f} frames/s")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        n = args.dataset_frames
+        identities = max(2, n // 100)
+        per_identity = max(1, n // identities)
+        start = time.perf_counter()
+        write_processed_dataset(
+            Path(tmp) / "ds",
+            num_identities=identities,
+            frames_per_identity=per_identity,
+            size=args.size,
+            workers=args.workers,
+            seed=0,
+        )
+        seconds = time.perf_counter() - start
+        total = identities * per_identity
+        print(
+            f"processed RGBD dataset: {total} frames ({identities} identities) in {seconds:.1f} s "
+            f"with {args.workers} workers = {total / seconds:.1f} frames/s"
+        )
+        if total < 2000:
+            print(f"  extrapolated to 2,000 frames: {2000 * seconds / total:.0f} s (measured on {total} frames)")
+
+
+if __name__ == "__main__":
+    main()
