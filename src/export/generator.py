@@ -243,6 +243,7 @@ def export_generator(
     if stochastic and not keep_inference_dropout:
         for layer in stochastic:
             layer.active_in_eval = False
+        log.warning(f"Exporting without test-time dropout: {len(stochastic)} dropout layers were active in eval mode")
     elif stochastic:
         raise ExportError(
             f"{out}: {len(stochastic)} dropout layers are active in eval mode; such an export is random and cannot "
