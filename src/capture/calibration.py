@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from src.geometry.camera import PinholeCamera
+
 # Capture modes: name -> (sensor resolution the calibration is normalised over, crop offset, output size).
 # Values from the Azure Kinect SDK's mode-specific calibration (depth sensor 1024x1024, colour 4096x3072).
 DEPTH_MODES: dict[str, tuple[tuple[int, int], tuple[int, int], tuple[int, int]]] = {
@@ -178,10 +180,8 @@ class CameraIntrinsics:
             cy=(self.cy + 0.5) * sy - 0.5,
         )
 
-    def to_pinhole(self, rotation: np.ndarray | None = None, translation: np.ndarray | None = None):
+    def to_pinhole(self, rotation: np.ndarray | None = None, translation: np.ndarray | None = None) -> PinholeCamera:
         """The undistorted part as a FaceWorld PinholeCamera (for rendering scenes with this camera's geometry)."""
-        from src.geometry.camera import PinholeCamera
-
         return PinholeCamera(
             self.fx, self.fy, self.cx, self.cy, self.width, self.height,
             rotation=np.eye(3) if rotation is None else rotation,

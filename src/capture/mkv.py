@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -436,7 +437,7 @@ class KinectRecordingReader:
         self.close()
 
 
-def _frame_to_array(frame, name: str) -> np.ndarray:
+def _frame_to_array(frame: Any, name: str) -> np.ndarray:  # frame: av.VideoFrame
     if name == "COLOR":
         return frame.to_ndarray(format="rgb24")
     if frame.format.name not in ("gray16be", "gray16le"):

@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import cv2
@@ -288,7 +289,7 @@ def _pyk4a_available() -> bool:
     return True
 
 
-def _import_pyk4a():
+def _import_pyk4a() -> ModuleType:
     try:
         import pyk4a
     except (ImportError, OSError) as err:
@@ -296,14 +297,14 @@ def _import_pyk4a():
     return pyk4a
 
 
-def _open_pyk4a_playback(path: Path):
+def _open_pyk4a_playback(path: Path) -> Any:  # pyk4a.PyK4APlayback
     pyk4a = _import_pyk4a()
     playback = pyk4a.PyK4APlayback(str(path))
     playback.open()
     return playback
 
 
-def _pyk4a_playback_calibration(playback, path: Path) -> DeviceCalibration:
+def _pyk4a_playback_calibration(playback: Any, path: Path) -> DeviceCalibration:
     config = playback.configuration
     color_mode = getattr(config["color_resolution"], "name", str(config["color_resolution"])).removeprefix("RES_")
     depth_mode = getattr(config["depth_mode"], "name", str(config["depth_mode"]))

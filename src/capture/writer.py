@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,8 +90,9 @@ class UnprocessedWriter:
     """Owns one session's frames in an unprocessed dataset root."""
 
     def __init__(self, root: str | os.PathLike, session: str, plan: SplitPlan, with_depth: bool = True) -> None:
-        if not session or "_" in session or "/" in session:
-            raise ValueError(f"capture.session must be a non-empty name without '_' or '/', got {session!r}")
+        if not re.fullmatch(r"[A-Za-z0-9-]+", session or ""):
+            # the frame-group part of `<session>_<index>` ids (src/io/rgbd_layout.py): no '_'
+            raise ValueError(f"capture.session must be letters, digits and '-' only, got {session!r}")
         self.root = Path(root)
         self.session = session
         self.plan = plan

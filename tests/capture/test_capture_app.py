@@ -219,3 +219,40 @@ def test_command_line_app(gate_recording, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "2 train + 1 eval frames" in result.stdout
     assert len(list((tmp_path / "cli" / "eval" / "Color").iterdir())) == 1
+
+
+def test_video_source_captures_colour_only(tmp_path):
+    import cv2
+
+    video = tmp_path / "talk.avi"
+    frames, _ = gate_sequence()
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 15, (256, 192))
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        overrides = ["capture/source=video", f"source.path={video}", f"output_dir={tmp_path / 'rgb'}"]
+        overrides += ["progress=false", "split.train_frames=3", "split.eval_frames=1", "gate.max_angle_deg=20"]
+        cfg = compose("capture", overrides=overrides)
+    summary = run_capture(cfg)
+    assert summary.complete and summary.reasons["no_face"] >= 1
+    assert len(list((tmp_path / "rgb" / "train" / "Color").iterdir())) == 3
+    assert not (tmp_path / "rgb" / "train" / "Depth").exists()
+
+
+def test_pyk4a_playback_backend_without_pyk4a_is_explained(gate_recording):
+    try:
+        import pyk4a  # noqa: F401
+
+        pytest.skip("pyk4a is installed here")
+    except (ImportError, OSError):
+        pass
+    with pytest.raises(ImportError, match="pip install pyk4a"):
+        MkvSource(gate_recording, backend="pyk4a")
+    with pytest.raises(ValueError, match=r"source\.backend"):
+        MkvSource(gate_recording, backend="ffmpeg")
+
+
+def test_session_names_must_fit_frame_ids(gate_recording, tmp_path):
+    with pytest.raises(ValueError, match=r"capture\.session"):
+        run_capture(_cfg(gate_recording, tmp_path, "session=day_1"))
