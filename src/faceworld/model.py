@@ -211,6 +211,15 @@ def ear_weight(theta: np.ndarray, y: np.ndarray) -> np.ndarray:
     return _smoothstep(0.0, 0.35, 1.0 - r) * (1.0 - 0.35 * _gauss(np.hypot(t, (y - 14.0) / 12.0) / 0.6))
 
 
+def face_region(theta: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """PRNet-style face mask in front coordinates: forehead top (y -88) down to the jaw contour, ear to ear."""
+    jaw_theta = np.deg2rad(np.array([*_JAW_THETA, *[-t for t in _JAW_THETA[-2::-1]]]))
+    jaw_y = np.array([*_JAW_Y, *_JAW_Y[-2::-1]])
+    th = np.clip(theta, jaw_theta[0], jaw_theta[-1])
+    bottom = np.interp(th, jaw_theta, jaw_y) + 4.0
+    return (y >= -88.0) & (y <= bottom) & (np.abs(theta) <= np.deg2rad(2.0 - _JAW_THETA[0]))
+
+
 def _eye_ball_center(side: float) -> np.ndarray:
     """Eyeball centre of the mean shape for side -1 (subject's right, image left) or +1."""
     x, y = side * EYE_CENTER_X, EYE_CENTER_Y
@@ -513,22 +522,22 @@ def _identity_fields(mean, x, y, lips_side, eye_centers) -> list[np.ndarray]:
     jaw = _smoothstep(30.0, 80.0, y)
     forehead = np.clip((-30.0 - y) / 70.0, 0.0, 1.0)
     return [
-        f(0.05 * x, 0, 0),
-        f(0, 6.0 * lower_face, 0),
-        f(0, 0, 0.05 * z),
-        f(0.08 * x * jaw, 0, 0),
-        f(0, 3.0 * g_chin, -3.0 * g_chin),
-        f(0, 3.0 * g_tip, -1.0 * g_tip),
-        f(0.15 * x * g_ala, 0, 0),
-        f(0, 0, -3.0 * g_nose),
-        f(2.5 * sx * g_eyes, 0, 0),
-        f(0, 2.5 * g_eyes, 0),
-        f(0, 0, -2.5 * g_brow),
-        f(2.0 * sx * g_cheek, 0, -2.5 * g_cheek),
-        f(0, 1.2 * lips_side * g_lips, -1.5 * g_lips),
-        f(0.1 * x * g_mouth, 0, 0),
-        f(0, 0, 4.0 * forehead),
-        f(3.0 * sx * g_low_cheek, 0, -2.0 * g_low_cheek),
+        f(0.07 * x, 0, 0),
+        f(0, 8.0 * lower_face, 0),
+        f(0, 0, 0.06 * z),
+        f(0.11 * x * jaw, 0, 0),
+        f(0, 4.0 * g_chin, -4.0 * g_chin),
+        f(0, 4.0 * g_tip, -1.5 * g_tip),
+        f(0.2 * x * g_ala, 0, 0),
+        f(0, 0, -4.0 * g_nose),
+        f(3.0 * sx * g_eyes, 0, 0),
+        f(0, 3.0 * g_eyes, 0),
+        f(0, 0, -3.0 * g_brow),
+        f(2.5 * sx * g_cheek, 0, -3.0 * g_cheek),
+        f(0, 1.5 * lips_side * g_lips, -2.0 * g_lips),
+        f(0.12 * x * g_mouth, 0, 0),
+        f(0, 0, 5.0 * forehead),
+        f(4.0 * sx * g_low_cheek, 0, -2.5 * g_low_cheek),
     ]
 
 

@@ -30,7 +30,14 @@ import numpy as np
 from scipy import sparse
 
 from src.faceworld import appearance as app
-from src.faceworld.model import THETA_MAX, FaceWorldModel, default_model, ear_weight, front_coordinates
+from src.faceworld.model import (
+    THETA_MAX,
+    FaceWorldModel,
+    default_model,
+    ear_weight,
+    face_region,
+    front_coordinates,
+)
 from src.faceworld.params import FaceParams, default_light
 from src.geometry.camera import OrthographicCamera, PinholeCamera
 from src.geometry.morphable import MorphableModel
@@ -228,6 +235,7 @@ class FaceWorld:
         self._appearance: OrderedDict[tuple, app.IdentityAppearance] = OrderedDict()
         self._backgrounds: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._uv_raster: Fragments | None = None
+        self._uv_mask: np.ndarray | None = None
         self._scene_incidence: sparse.csr_matrix | None = None
         n_scene_extra = 2 * len(self._eye_dirs) + len(self._mouth_st)
         zeros = np.zeros((n_scene_extra, 3), np.float32)
@@ -668,9 +676,20 @@ class FaceWorld:
         return self._uv_raster
 
     def uv_face_mask(self) -> np.ndarray:
-        """(P,P) bool: the position-map texels covered by the face mesh."""
-        frags = self.uv_raster()
-        return frags.scatter(np.ones(len(frags.pixel), bool), False, bool)
+        """(P,P) bool: the valid texels of a position map (PRNet's face mask): covered by the mesh and, for
+        FaceWorld's model, inside the face region (forehead to jaw contour, ear to ear)."""
+        if self._uv_mask is None:
+            frags = self.uv_raster()
+            mask = frags.scatter(np.ones(len(frags.pixel), bool), False, bool)
+            if self.procedural is not None:
+                P = self.position_map_size
+                u0, u1, v0, v1 = self.prnet_uv_box()
+                c = (np.arange(P) + 0.5) / P
+                U, V = np.meshgrid(u0 + c * (u1 - u0), v0 + c * (v1 - v0))
+                _, y, theta = front_coordinates(U, V)
+                mask &= face_region(theta, y)
+            self._uv_mask = mask
+        return self._uv_mask
 
     def uv_keypoint_indices(self) -> np.ndarray:
         """(68,2) int (row, col) of the 68 landmarks in the position map (PRNet's uv_kpt_ind, as row/col)."""
@@ -701,7 +720,9 @@ class FaceWorld:
             z = (head_depth - cam_pts[:, 2]) * camera.fx / head_depth
         values = np.stack([screen[:, 0], screen[:, 1], z], 1)
         pos = interpolate(frags, self.model.triangles, values)
-        return frags.scatter(pos.astype(np.float32), 0.0, np.float32)
+        out = frags.scatter(pos.astype(np.float32), 0.0, np.float32)
+        out[~self.uv_face_mask()] = 0.0
+        return out
 
     def _uv_maps(self, params: FaceParams, mods: set[str]) -> dict[str, np.ndarray]:
         if self.procedural is None:

@@ -1,0 +1,317 @@
+"""FaceWorld facial-detail data for DFDN: UV textures, TRUE displacement and normal maps, and patch pairs.
+
+DFDN learns wrinkle displacement from the photo's texture unwrapped into UV. FaceWorld knows the true
+displacement of every identity x expression, so this writes what real capture rigs only approximate. UV here is
+the face part of FaceWorld's UV that its PRNet position maps show (FaceWorld.prnet_uv_box), at `map_size`.
+
+Layout:
+
+    <root>/faceworld.json                           sizes, UV box, encodings, preprocessing, patch positions
+    <root>/{train,test}/                            split BY IDENTITY
+        <id>/<expression>/
+            image.png                               the photo (render_size RGB, frontal, FaceWorld light)
+            landmarks68.txt                         68 lines "x y": the photo's iBUG landmarks (proxy fitting)
+            proxy.json                              true proxy: identity + expression coefficients, pose,
+                                                    translation (mm), camera intrinsics, SH light
+            texture.png                             map_size grey UV texture: HSV V channel (max of R, G, B) of
+                                                    the photo unwrapped through the true position map; 0 where
+                                                    the face is hidden or off the mesh
+            mask.png                                255 where texture.png holds visible face, else 0
+            albedo.png                              map_size RGB true albedo (display gamma) in the same UV
+            displacement.png                        16-bit: round((x + 1) / 2 * 65535), x = displacement_mm /
+                                                    displacement_scale_mm clipped to [-1, 1] (negative = groove)
+            normal.png                              8-bit tangent-space normal map (true, from the wrinkle maps)
+            patches.csv                             this sample's patches (merged into ../../patches.csv)
+        patches/<region>/{texture,displacement}/<id>/<expression>/<row:04d>_<col:04d>.png
+                                                    patch pairs at fixed UV positions (top-left row, col) on a
+                                                    `stride` grid, regions "forehead" and "mouth" (DFDN's two
+                                                    models); texture patches are raw V (8-bit), displacement
+                                                    patches as displacement.png
+        patches.csv                                 region,identity,expression,row,col,visible_fraction,texture,
+                                                    displacement (paths relative to the split folder)
+Network input: preprocess_texture_patch(p) = (p / 255 - mean) * 2, the original's (p - mean(p)) * 2;
+decode_displacement(png16) gives x in [-1, 1]; x * displacement_scale_mm is millimetres (the original never
+defined the physical scale; here it is recorded).
+
+Scale: the original unwraps to 1024, resizes to 4096 and cuts 256 patches on a 64 stride. FaceWorld's maps are
+small, so by default map_size 512, patch 64 (an eighth of the map, twice the original's relative extent so a
+patch still holds several wrinkle lines) and stride patch / 4 as in the original; patch 256 is the default only
+when map_size >= 4096. Deterministic in `seed` whatever the number of workers; atomic writes; progress bar.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from src.faceworld.params import FaceParams
+from src.faceworld.world import FaceWorld
+from src.faceworld.writers.common import (
+    format_points,
+    identity_name,
+    identity_seed,
+    identity_splits,
+    rgb_to_bgr,
+    run_jobs,
+    world_for,
+    write_json_atomic,
+)
+from src.geometry.camera import PinholeCamera
+from src.io.atomic import write_image_atomic, write_text_atomic
+from src.landmarks.scheme import NUM_IBUG
+
+# Named expressions (FaceWorld's components in [0, 1]); brow_raise shows forehead lines, smile crow's feet and
+# nasolabial folds, frown the glabella lines.
+EXPRESSIONS: dict[str, dict[str, float]] = {
+    "neutral": {},
+    "browraise": {"brow_raise": 1.0},
+    "smile": {"smile": 1.0},
+    "frown": {"brow_frown": 1.0},
+    "mouthopen": {"jaw_open": 0.7},
+    "pucker": {"lips_pucker": 0.8},
+}
+DEFAULT_EXPRESSIONS = ("neutral", "browraise", "smile", "frown")
+REGIONS = ("forehead", "mouth")
+PATCH_COLUMNS = ("region", "identity", "expression", "row", "col", "visible_fraction", "texture", "displacement")
+META_FILE = "faceworld.json"
+VISIBILITY_TOLERANCE_MM = 3.0
+
+
+def encode_displacement(displacement_mm: np.ndarray, scale_mm: float) -> np.ndarray:
+    """mm -> uint16 levels: round((x + 1) / 2 * 65535) with x = mm / scale_mm clipped to [-1, 1]."""
+    x = np.clip(np.asarray(displacement_mm, np.float64) / scale_mm, -1.0, 1.0)
+    return np.round((x + 1.0) / 2.0 * 65535.0).astype(np.uint16)
+
+
+def decode_displacement(levels: np.ndarray) -> np.ndarray:
+    """uint16 levels -> x in [-1, 1] (multiply by displacement_scale_mm for millimetres)."""
+    return (np.asarray(levels, np.float32) / 65535.0) * 2.0 - 1.0
+
+
+def preprocess_texture_patch(patch: np.ndarray) -> np.ndarray:
+    """The original's patch preprocessing: (p - mean(p)) * 2 on p = V / 255 in [0, 1]."""
+    p = np.asarray(patch, np.float32) / 255.0
+    return (p - p.mean()) * 2.0
+
+
+def box_resample(uv_map: np.ndarray, box: tuple[float, float, float, float], size: int) -> np.ndarray:
+    """Resample a full-UV map (S,S[,C]) into the UV box (u0, u1, v0, v1) at size x size (texel centres)."""
+    S = uv_map.shape[0]
+    u0, u1, v0, v1 = box
+    c = (np.arange(size, dtype=np.float64) + 0.5) / size
+    mx = np.broadcast_to(((u0 + c * (u1 - u0)) * S - 0.5)[None, :], (size, size)).astype(np.float32)
+    my = np.broadcast_to(((v0 + c * (v1 - v0)) * S - 0.5)[:, None], (size, size)).astype(np.float32)
+    return cv2.remap(uv_map, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def region_boxes(world: FaceWorld) -> dict[str, tuple[int, int, int, int]]:
+    """(row0, row1, col0, col1) of each patch region in the position-map UV, from the 68 UV keypoints:
+    forehead = above the lowest brow point between the outer brow ends; mouth = from the nose bottom to the
+    chin between jaw points 4 and 12 (mouth, lips and nasolabial folds)."""
+    kpt = world.uv_keypoint_indices()
+    rows, cols = kpt[:, 0], kpt[:, 1]
+    brows = list(range(17, 27))
+    return {
+        "forehead": (0, int(rows[brows].max()), int(cols[17]), int(cols[26])),
+        "mouth": (int(rows[33]), int(rows[8]), int(cols[4]), int(cols[12])),
+    }
+
+
+def patch_positions(box: tuple[int, int, int, int], map_size: int, patch: int, stride: int) -> list[tuple[int, int]]:
+    """Top-left (row, col) of the patches on the stride grid (anchored at 0) whose centre lies in the region box
+    and which lie inside the map: fixed UV positions, the same for every face."""
+    r0, r1, c0, c1 = box
+    half = patch // 2
+    out = []
+    for row in range(0, map_size - patch + 1, stride):
+        for col in range(0, map_size - patch + 1, stride):
+            if r0 <= row + half <= r1 and c0 <= col + half <= c1:
+                out.append((row, col))
+    return out
+
+
+def expression_params(world: FaceWorld, identity: int, seed: int, expression: str) -> FaceParams:
+    """One identity (frontal, default light, black background) with a named expression."""
+    if expression not in EXPRESSIONS:
+        raise ValueError(f"unknown expression {expression!r}; known: {', '.join(EXPRESSIONS)}")
+    base = world.neutral_params(identity_seed(seed, identity))
+    return base.replace(expression=world.expression(**EXPRESSIONS[expression]))
+
+
+def unwrap_texture(
+    rgb: np.ndarray,
+    depth_mm: np.ndarray,
+    position_map: np.ndarray,
+    uv_mask: np.ndarray,
+    camera: PinholeCamera,
+    head_depth_mm: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The photo sampled at the position map's (x, y): (P,P,3) uint8 texture and the (P,P) bool mask of texels
+    that are on the face mesh and visible (their depth agrees with the rendered depth at that pixel)."""  # fmt: skip
+    mx, my = position_map[..., 0].astype(np.float32), position_map[..., 1].astype(np.float32)
+    texture = cv2.remap(rgb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    seen = cv2.remap(depth_mm, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    # position_map z = (head_depth - z) * fx / head_depth  ->  camera z of each texel.
+    z = head_depth_mm - position_map[..., 2] * head_depth_mm / camera.fx
+    visible = uv_mask & (seen > 0) & (np.abs(seen - z) < VISIBILITY_TOLERANCE_MM)
+    texture[~visible] = 0
+    return texture, visible
+
+
+@dataclass(frozen=True)
+class _SampleJob:
+    root: str
+    split: str
+    identity: int
+    expression: str
+    seed: int
+    map_size: int
+    render_size: int
+    patch_size: int
+    displacement_scale_mm: float
+    positions: dict[str, list[tuple[int, int]]]
+
+
+def _render_sample(job: _SampleJob) -> int:
+    torch.set_num_threads(1)
+    world = world_for(job.map_size, job.map_size)
+    params = expression_params(world, job.identity, job.seed, job.expression)
+    camera = world.framing_camera(params, job.render_size)
+    mods = ("rgb", "depth", "landmarks", "position_map", "displacement", "normal_map", "uv_texture")
+    out = world.render(params, camera, mods)
+    box = world.prnet_uv_box()
+    P = job.map_size
+    head_depth = float(camera.to_camera(np.asarray(params.translation)[None])[0, 2])
+    texture_rgb, visible = unwrap_texture(
+        out["rgb"], out["depth_mm"], out["position_map"], world.uv_face_mask(), camera, head_depth
+    )
+    texture = texture_rgb.max(axis=2)  # HSV V
+    displacement = box_resample(out["displacement"], box, P)
+    normals = box_resample(out["normal_map"].astype(np.float32) / 127.5 - 1.0, box, P)
+    normals /= np.maximum(np.linalg.norm(normals, axis=2, keepdims=True), 1e-6)
+    levels = encode_displacement(displacement, job.displacement_scale_mm)
+
+    name = identity_name(job.identity)
+    split_root = Path(job.root) / job.split
+    folder = split_root / name / job.expression
+    write_image_atomic(folder / "image.png", rgb_to_bgr(out["rgb"]))
+    write_text_atomic(folder / "landmarks68.txt", format_points(out["landmarks2d"][:NUM_IBUG]))
+    write_image_atomic(folder / "texture.png", texture)
+    write_image_atomic(folder / "mask.png", visible.astype(np.uint8) * 255)
+    write_image_atomic(folder / "albedo.png", rgb_to_bgr(box_resample(out["uv_texture"], box, P)))
+    write_image_atomic(folder / "displacement.png", levels)
+    write_image_atomic(folder / "normal.png", rgb_to_bgr(np.round((normals + 1.0) * 127.5).astype(np.uint8)))
+    write_json_atomic(
+        folder / "proxy.json",
+        {
+            "model": world.model.name,
+            "identity": params.identity.tolist(),
+            "expression": dict(zip(world.expression_names, params.expression.tolist())),
+            "yaw_pitch_roll_deg": list(params.head_rotation_deg),
+            "translation_mm": params.translation.tolist(),
+            "camera": {"fx": camera.fx, "fy": camera.fy, "cx": camera.cx, "cy": camera.cy, "size": job.render_size},
+            "sh_light": params.light.tolist(),
+            "displacement_clipped_fraction": float(np.mean(np.abs(displacement) > job.displacement_scale_mm)),
+        },
+    )
+    rows = io.StringIO()
+    writer = csv.writer(rows, lineterminator="\n")
+    p = job.patch_size
+    for region in REGIONS:
+        for row, col in job.positions[region]:
+            rel = f"{name}/{job.expression}/{row:04d}_{col:04d}.png"
+            tex_path = f"patches/{region}/texture/{rel}"
+            disp_path = f"patches/{region}/displacement/{rel}"
+            write_image_atomic(split_root / tex_path, texture[row : row + p, col : col + p])
+            write_image_atomic(split_root / disp_path, levels[row : row + p, col : col + p])
+            fraction = float(visible[row : row + p, col : col + p].mean())
+            writer.writerow([region, name, job.expression, row, col, f"{fraction:.4f}", tex_path, disp_path])
+    write_text_atomic(folder / "patches.csv", rows.getvalue())
+    return 1
+
+
+def write_details_dataset(
+    root: str | os.PathLike,
+    *,
+    num_identities: int,
+    expressions: tuple[str, ...] = DEFAULT_EXPRESSIONS,
+    test_identities: int = 1,
+    map_size: int = 512,
+    patch_size: int | None = None,
+    stride: int | None = None,
+    render_size: int | None = None,
+    displacement_scale_mm: float = 2.0,
+    seed: int = 0,
+    workers: int = 2,
+    progress: bool = True,
+) -> Path:
+    """Write DFDN detail data (see the module docstring); returns the root."""
+    splits = identity_splits(num_identities, test_identities)
+    unknown = [e for e in expressions if e not in EXPRESSIONS]
+    if unknown or not expressions:
+        raise ValueError(f"expressions: unknown {unknown or 'none given'}; known: {', '.join(EXPRESSIONS)}")
+    if map_size < 32:
+        raise ValueError(f"map_size must be >= 32, got {map_size}")
+    patch = (256 if map_size >= 4096 else map_size // 8) if patch_size is None else int(patch_size)
+    if not 4 <= patch <= map_size:
+        raise ValueError(f"patch_size must be in [4, map_size={map_size}], got {patch}")
+    step = max(1, patch // 4) if stride is None else int(stride)
+    if step < 1:
+        raise ValueError(f"stride must be >= 1, got {step}")
+    if displacement_scale_mm <= 0:
+        raise ValueError(f"displacement_scale_mm must be positive, got {displacement_scale_mm}")
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+    render = map_size if render_size is None else int(render_size)
+    root = Path(root)
+    world = world_for(map_size, map_size)
+    boxes = region_boxes(world)
+    positions = {region: patch_positions(boxes[region], map_size, patch, step) for region in REGIONS}
+    for region, found in positions.items():
+        if not found:
+            raise ValueError(f"no {region} patch of size {patch} fits a {map_size} map; lower patch_size")
+    jobs = [
+        _SampleJob(str(root), splits[k], k, e, seed, map_size, render, patch, displacement_scale_mm, positions)
+        for k in range(num_identities)
+        for e in expressions
+    ]
+    run_jobs(_render_sample, jobs, workers, "FaceWorld DFDN details", len(jobs), progress)
+
+    for split in sorted(set(splits)):
+        lines = [",".join(PATCH_COLUMNS) + "\n"]
+        for job in jobs:
+            if job.split == split:
+                sample = root / split / identity_name(job.identity) / job.expression / "patches.csv"
+                lines.append(sample.read_text())
+        write_text_atomic(root / split / "patches.csv", "".join(lines))
+    write_json_atomic(
+        root / META_FILE,
+        {
+            "layout": "dfdn_details",
+            "source": "faceworld",
+            "seed": seed,
+            "num_identities": num_identities,
+            "test_identities": test_identities,
+            "expressions": {e: EXPRESSIONS[e] for e in expressions},
+            "map_size": map_size,
+            "render_size": render,
+            "uv_box_u0_u1_v0_v1": list(world.prnet_uv_box()),
+            "texture": "HSV V channel (max of R, G, B) of the photo unwrapped through the true position map",
+            "displacement_scale_mm": displacement_scale_mm,
+            "displacement_encoding": "uint16 = round((x + 1) / 2 * 65535), x = mm / displacement_scale_mm in [-1, 1]",
+            "normal_encoding": "uint8 RGB = round((n + 1) * 127.5), tangent space (x along u, y along v, z out)",
+            "patch_size": patch,
+            "stride": step,
+            "regions_row0_row1_col0_col1": {r: list(b) for r, b in boxes.items()},
+            "patch_positions": {r: [list(p) for p in pos] for r, pos in positions.items()},
+            "texture_patch_preprocessing": "(p - mean(p)) * 2 with p = V / 255 (preprocess_texture_patch)",
+        },
+    )
+    return root
