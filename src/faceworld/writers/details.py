@@ -82,6 +82,7 @@ REGIONS = ("forehead", "mouth")
 PATCH_COLUMNS = ("region", "identity", "expression", "row", "col", "visible_fraction", "texture", "displacement")
 META_FILE = "faceworld.json"
 VISIBILITY_TOLERANCE_MM = 3.0
+PHOTO_FILL = 0.62
 
 
 def encode_displacement(displacement_mm: np.ndarray, scale_mm: float) -> np.ndarray:
@@ -183,7 +184,8 @@ def _render_sample(job: _SampleJob) -> int:
     torch.set_num_threads(1)
     world = world_for(job.map_size, job.map_size)
     params = expression_params(world, job.identity, job.seed, job.expression)
-    camera = world.framing_camera(params, job.render_size)
+    # Framed looser than a landmark crop so the whole forehead of the UV box is in the photo.
+    camera = world.framing_camera(params, job.render_size, fill=PHOTO_FILL, center_offset=(0.0, -0.12))
     mods = ("rgb", "depth", "landmarks", "position_map", "displacement", "normal_map", "uv_texture")
     out = world.render(params, camera, mods)
     box = world.prnet_uv_box()
