@@ -1,7 +1,9 @@
 """The capture app: source -> (registered depth) -> frame gate -> unprocessed layout, resumable.
 
-python -m src.capture capture/source=mkv source.path=rec.mkv output_dir=datasets/unprocessed/me
-run_capture(cfg)   # the same from Python (cfg: the composed conf/capture.yaml)
+    python -m src.capture capture/source=mkv source.path=rec.mkv output_dir=datasets/unprocessed/me
+    run_capture(capture_config(["source.path=rec.mkv", "output_dir=datasets/unprocessed/me"]))  # from Python
+
+Sources: capture/source=kinect (live, pyk4a) | mkv (recording) | faceworld (synthetic rig) | video (RGB only).
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ import os
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,7 +24,11 @@ from src.capture.gate import ACCEPTED, REASONS, FrameGate, GateDecision
 from src.capture.sources import FrameSource, SourceFrame
 from src.capture.writer import SplitPlan, UnprocessedWriter
 
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
 log = logging.getLogger(__name__)
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 @dataclass
@@ -35,14 +42,27 @@ class CaptureSummary:
     seconds: float = 0.0
 
 
+def capture_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """conf/capture.yaml composed with Hydra overrides, e.g. ["source.path=take.mkv", "output_dir=out"].
+
+    For calling `run_capture` from Python or tests (not from inside another running Hydra app).
+    """
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("capture", overrides=list(overrides))
+
+
 def run_capture(cfg: Any, source: FrameSource | None = None, gate: FrameGate | None = None) -> CaptureSummary:
     """Run a capture from a composed config (DictConfig or nested dict); `source` / `gate` override the config's."""
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg
-    if not cfg.get("output_dir"):
+    if OmegaConf.is_missing(cfg, "output_dir") or not cfg.get("output_dir"):
         raise ValueError("capture: output_dir is required (the unprocessed dataset root)")
+    if "source" in cfg and source is None and OmegaConf.is_missing(cfg.source, "path"):
+        raise ValueError(f"capture: source.path is required for the {cfg.source.get('_target_', '?')} source")
     plan = SplitPlan(**OmegaConf.to_container(cfg.split, resolve=True))  # type: ignore[arg-type]
     own_source = source is None
     source = source if source is not None else instantiate(cfg.source)

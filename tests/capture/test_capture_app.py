@@ -256,3 +256,14 @@ def test_pyk4a_playback_backend_without_pyk4a_is_explained(gate_recording):
 def test_session_names_must_fit_frame_ids(gate_recording, tmp_path):
     with pytest.raises(ValueError, match=r"capture\.session"):
         run_capture(_cfg(gate_recording, tmp_path, "session=day_1"))
+
+
+def test_python_entry_point_and_missing_keys(gate_recording, tmp_path):
+    from src.capture.app import capture_config
+
+    cfg = capture_config([f"source.path={gate_recording}", f"output_dir={tmp_path}", "progress=false"])
+    assert cfg.source._target_.endswith("MkvSource") and cfg.split.mode == "block"
+    with pytest.raises(ValueError, match="output_dir is required"):
+        run_capture(capture_config([f"source.path={gate_recording}"]))
+    with pytest.raises(ValueError, match=r"source\.path is required"):
+        run_capture(capture_config([f"output_dir={tmp_path}"]))
