@@ -38,6 +38,7 @@ COLOR_MODES: dict[str, tuple[tuple[int, int], tuple[int, int], tuple[int, int]]]
     "2160P": ((3840, 2880), (0, 360), (3840, 2160)),
     "3072P": ((4096, 3072), (0, 0), (4096, 3072)),
 }
+COLOR_FORMATS = ("MJPG", "BGRA", "BGRA32", "NV12", "YUY2")
 DEPTH_SENSOR_SIZE = (1024, 1024)
 COLOR_SENSOR_SIZE = (4096, 3072)
 CUSTOM_MODE = "CUSTOM"  # our own small test recordings: intrinsics normalised over the image itself
@@ -282,7 +283,11 @@ class DeviceCalibration:
 def _mode_geometry(
     mode: str, table: dict, intrinsics_or_json_size: tuple[int, int]
 ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
-    key = mode.upper().removeprefix("MJPG_").removeprefix("BGRA32_").removeprefix("NV12_").removeprefix("YUY2_")
+    # The recorder tags colour modes with their pixel format ("MJPG_3072P", "BGRA_720P", "NV12_720P", "YUY2_720P").
+    key = mode.upper()
+    prefix, _, rest = key.partition("_")
+    if prefix in COLOR_FORMATS and rest:
+        key = rest
     if key in table:
         return table[key]
     if key == CUSTOM_MODE:

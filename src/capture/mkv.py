@@ -145,6 +145,9 @@ class KinectRecordingWriter:
         self.path = Path(path)
         self.calibration = calibration
         self.config = config or KinectRecordingConfig()
+        if not 0 <= self.config.depth_delay_ns < 32_768_000:
+            # depth / IR blocks sit at the colour time + delay inside one cluster: a signed 16-bit microsecond offset
+            raise ValueError(f"depth_delay_ns must be in [0, 32.768 ms), got {self.config.depth_delay_ns} ns")
         self.jpeg_quality = int(jpeg_quality)
         self.start_offset_us = int(start_offset_us)
         cw, ch, dw, dh = (

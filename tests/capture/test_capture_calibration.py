@@ -61,6 +61,14 @@ def test_raw_json_round_trip(color_mode, depth_mode):
     assert back.allclose(calibration)
 
 
+def test_recorder_colour_mode_tags_are_understood():
+    base = kinect_like_calibration((1280, 720), (640, 576))
+    calibration = DeviceCalibration(base.color, base.depth, base.rotation, base.translation_mm, "720P", "NFOV_UNBINNED")
+    for tag in ("MJPG_720P", "BGRA_720P", "NV12_720P", "YUY2_720P", "720P"):
+        parsed = DeviceCalibration.from_kinect_json(calibration.to_kinect_json(), tag, "NFOV_UNBINNED")
+        assert parsed.color.width == 1280 and parsed.color.cy == pytest.approx(calibration.color.cy)
+
+
 def test_bad_calibration_names_the_source():
     with pytest.raises(ValueError, match=r"rec\.mkv:calibration\.json"):
         DeviceCalibration.from_kinect_json("{}", "3072P", "NFOV_UNBINNED", source="rec.mkv:calibration.json")
