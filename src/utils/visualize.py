@@ -242,10 +242,3 @@ def rgbd_to_numpy(rgbd: torch.Tensor | np.ndarray, encoding: DepthEncoding) -> t
     if arr.ndim != 3 or arr.shape[0] != 4:
         raise ValueError(f"expected a 4xHxW RGBD tensor (R, G, B, depth), got shape {arr.shape}")
     return unit_to_uint8(arr[:3]), encoding.unit_to_mm(arr[3])
-
-
-def rgbd_batch_to_numpy(rgbd: torch.Tensor, encoding: DepthEncoding) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Nx4xHxW -> one (rgb, depth_mm) pair per sample."""
-    if rgbd.ndim != 4:
-        raise ValueError(f"expected an Nx4xHxW batch, got shape {tuple(rgbd.shape)}")
-    return [rgbd_to_numpy(sample, encoding) for sample in rgbd]
