@@ -95,6 +95,8 @@ def test_bad_requests_are_one_line_errors(tmp_path):
         export_generator(generator, torch.zeros(1, 1, 16, 16), tmp_path, half=True)
     with pytest.raises(ExportError, match="formats"):
         export_generator(generator, torch.zeros(1, 1, 16, 16), tmp_path, formats=("tflite",))
+    with pytest.raises(ExportError, match="opset 13 is too old"):
+        export_generator(generator, torch.zeros(1, 1, 16, 16), tmp_path, opset=13)
     with pytest.raises(ExportError, match="NCHW"):
         export_generator(generator, torch.zeros(1, 16, 16), tmp_path)
     with pytest.raises(ExportError, match="cannot run"):
