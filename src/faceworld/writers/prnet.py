@@ -1,0 +1,327 @@
+"""FaceWorld image / UV-position-map pairs for PRNet, and video pairs with the TRUE texture transfer for faces2one.
+
+PRNet layout (split BY IDENTITY):
+
+    <root>/faceworld.json                       sizes, z convention, crop rule, splits
+    <root>/uv_face_mask.png                     P x P, 255 on the face texels (FaceWorld.uv_face_mask)
+    <root>/uv_kpt_ind.txt                       PRNet's format: 2 lines of 68 values, UV column (x) then row (y)
+                                                of the 68 keypoints (FaceWorld.uv_keypoint_indices)
+    <root>/{train,test}/<id>/<sample:06d>.png           size x size face crop (RGB), default 256
+    <root>/{train,test}/<id>/<sample:06d>.npy           (P, P, 3) float32 position map (P = size): x, y in crop
+                                                        pixels; z in crop pixels towards the camera, shifted so
+                                                        its minimum over the face mask is 0 (PRNet's training
+                                                        maps; its network outputs values in [0, 1.1 * 256]);
+                                                        0 outside the face mask
+    <root>/{train,test}/<id>/<sample:06d>_posmap.png    visualisation: position / (1.1 * size) as RGB
+    <root>/{train,test}/<id>/<sample:06d>.json          FaceParams record + crop camera (re-render, evaluate)
+Crops follow PRNet's box rule on the 68 landmarks of a webcam-like 1280x720 frame: the square of side 1.58 x the
+mean of the box's width and height around the box centre, raised by 0.1 x side (the landmark box stops at the
+brows; without the raise ~10% of the UV face region's forehead falls above the crop).
+
+faces2one layout (identity A's texture onto identity B's video; pairs (A, B) = (k, k + 1 mod N) over all
+identities, each identity's split recorded in faceworld.json):
+
+    <root>/faces2one/<A>_<B>/
+        source/<frame:06d>.png                  video of A (the texture donor), size x size
+        reference/<frame:06d>.png               video of B (pose, expression, background and lighting kept)
+        transfer/<frame:06d>.png                TRUE result: inside B's face region, B's geometry rendered with
+                                                A's albedo under B's light; B's frame elsewhere
+        face_mask/<frame:06d>.png               255 on B's face region (the UV face mask's image in the frame)
+        source_posmap/<frame:06d>.npy           true position maps of both videos in frame pixels (z as above)
+        reference_posmap/<frame:06d>.npy
+Both videos are rendered without hair: FaceWorld derives the hair volume (geometry) from the same appearance key
+as the albedo, so with hair, "A's texture on B's geometry" would also move B's hairline (see the report).
+Each video is framed by one fixed square box (smoothed per-frame boxes, larger margin than a face crop).
+Deterministic in `seed` whatever the number of workers; every file is written atomically; progress bar.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from src.faceworld.params import FaceParams
+from src.faceworld.sequences import talking_head
+from src.faceworld.world import FaceWorld
+from src.faceworld.writers.common import (
+    chunks,
+    crop_camera,
+    fixed_video_box,
+    format_points,
+    identity_name,
+    identity_seed,
+    identity_splits,
+    landmark_box,
+    rgb_to_bgr,
+    run_jobs,
+    video_camera,
+    world_for,
+    write_json_atomic,
+)
+from src.geometry.camera import PinholeCamera
+from src.geometry.rasterizer import rasterize
+from src.io.atomic import atomic_path, write_image_atomic, write_text_atomic
+
+CROP_SCALE = 1.58
+CROP_RAISE = 0.1
+MAX_POS_FACTOR = 1.1
+META_FILE = "faceworld.json"
+VIDEO_BOX_SCALE = 2.2
+
+
+def params_record(params: FaceParams) -> dict:
+    """A JSON-able record of FaceParams (FaceParams(**params_from_record(r)) rebuilds it)."""
+    record = {}
+    for key, value in asdict(params).items():
+        record[key] = value.tolist() if isinstance(value, np.ndarray) else value
+    if isinstance(params.background, tuple):
+        record["background"] = list(params.background)
+    return record
+
+
+def params_from_record(record: dict) -> FaceParams:
+    values = dict(record)
+    if isinstance(values.get("background"), list):
+        values["background"] = tuple(values["background"])
+    return FaceParams(**values)
+
+
+def camera_record(camera: PinholeCamera) -> dict:
+    return {"fx": camera.fx, "fy": camera.fy, "cx": camera.cx, "cy": camera.cy, "size": camera.width}
+
+
+def prnet_crop_camera(world: FaceWorld, params: FaceParams, full: PinholeCamera, size: int) -> PinholeCamera:
+    """PRNet's crop: side 1.58 x mean(box width, height) around the centre of the 68-landmark box, raised by
+    CROP_RAISE x side because the landmark box stops at the brows while the UV face region covers the forehead."""
+    x0, y0, x1, y1 = landmark_box(full.project(world.landmarks3d(params)))
+    side = CROP_SCALE * 0.5 * ((x1 - x0) + (y1 - y0))
+    top = 0.5 * (y0 + y1) - side / 2 - CROP_RAISE * side
+    return crop_camera(full, 0.5 * (x0 + x1) - side / 2, top, side, size)
+
+
+def prnet_position_map(position_map: np.ndarray, uv_mask: np.ndarray) -> np.ndarray:
+    """FaceWorld's position map with z shifted so its minimum over the face mask is 0 (PRNet's convention)."""
+    out = position_map.astype(np.float32).copy()
+    out[..., 2] -= out[..., 2][uv_mask].min()
+    out[~uv_mask] = 0.0
+    return out
+
+
+def position_map_image(position_map: np.ndarray, size: int) -> np.ndarray:
+    """(P,P,3) uint8 RGB visualisation: position / (1.1 * size) clipped to [0, 1]."""
+    return np.round(np.clip(position_map / (MAX_POS_FACTOR * size), 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def uv_grid_triangles(uv_mask: np.ndarray) -> np.ndarray:
+    """Triangles over the position-map grid (two per texel quad) whose three texels are all on the face."""
+    P = uv_mask.shape[0]
+    idx = np.arange(P * P).reshape(P, P)
+    tl, tr, bl, br = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, :-1].ravel(), idx[1:, 1:].ravel()
+    tris = np.concatenate([np.stack([tl, bl, tr], 1), np.stack([tr, bl, br], 1)])
+    flat = uv_mask.reshape(-1)
+    return tris[flat[tris].all(axis=1)]
+
+
+def face_region_mask(position_map: np.ndarray, uv_mask: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(H,W) bool: the pixels the UV face mask covers in the image, from the position map's x, y."""
+    P = position_map.shape[0]
+    screen = np.concatenate(
+        [position_map[..., :2].reshape(-1, 2).astype(np.float64), np.full((P * P, 1), 1000.0)], axis=1
+    )
+    frags = rasterize(screen, uv_grid_triangles(uv_mask), width, height, perspective=False, cull_backfaces=False)
+    return frags.scatter(np.ones(len(frags.pixel), bool), False, bool)
+
+
+def transplant_appearance(geometry_from: FaceParams, appearance_from: FaceParams) -> FaceParams:
+    """`geometry_from`'s face, pose, light and background with `appearance_from`'s albedo (texture)."""
+    return geometry_from.replace(albedo_seed=appearance_from.albedo_seed, skin_tone=appearance_from.skin_tone)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, array)
+
+
+def _sample_seed(seed: int, identity: int, sample: int) -> int:
+    return int(np.random.SeedSequence([int(seed), int(identity), int(sample), 2]).generate_state(1)[0])
+
+
+@dataclass(frozen=True)
+class _PairJob:
+    """PRNet (image, position map) samples [start, stop) of one identity."""
+
+    root: str
+    split: str
+    identity: int
+    start: int
+    stop: int
+    size: int
+    seed: int
+    pose_range_deg: float
+
+    def run(self) -> int:
+        world = world_for(256, self.size)
+        uv_mask = world.uv_face_mask()
+        full = video_camera()
+        folder = Path(self.root) / self.split / identity_name(self.identity)
+        for sample in range(self.start, self.stop):
+            params = world.sample_params(
+                _sample_seed(self.seed, self.identity, sample),
+                identity_seed=identity_seed(self.seed, self.identity),
+                pose_range_deg=self.pose_range_deg,
+            )
+            camera = prnet_crop_camera(world, params, full, self.size)
+            out = world.render(params, camera, ("rgb", "position_map"))
+            pos = prnet_position_map(out["position_map"], uv_mask)
+            stem = f"{sample:06d}"
+            write_image_atomic(folder / f"{stem}.png", rgb_to_bgr(out["rgb"]))
+            _save_npy(folder / f"{stem}.npy", pos)
+            write_image_atomic(folder / f"{stem}_posmap.png", rgb_to_bgr(position_map_image(pos, self.size)))
+            write_json_atomic(
+                folder / f"{stem}.json", {"params": params_record(params), "camera": camera_record(camera)}
+            )
+        return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class _TransferJob:
+    """Frames [start, stop) of one faces2one pair (A's texture on B's video)."""
+
+    root: str
+    donor: int  # A
+    target: int  # B
+    frames: int
+    start: int
+    stop: int
+    fps: float
+    seed: int
+    donor_camera: PinholeCamera
+    target_camera: PinholeCamera
+    posmaps: bool
+
+    def run(self) -> int:
+        world = world_for(256, self.donor_camera.width)
+        uv_mask = world.uv_face_mask()
+        donor = _transfer_video(world, self.donor, self.frames, self.fps, self.seed)
+        target = _transfer_video(world, self.target, self.frames, self.fps, self.seed)
+        folder = Path(self.root) / "faces2one" / f"{identity_name(self.donor)}_{identity_name(self.target)}"
+        size = self.target_camera.width
+        for index in range(self.start, self.stop):
+            stem = f"{index:06d}"
+            source = world.render(donor[index], self.donor_camera, ("rgb", "position_map"))
+            reference = world.render(target[index], self.target_camera, ("rgb", "position_map"))
+            swapped = world.render(transplant_appearance(target[index], donor[index]), self.target_camera, ("rgb",))
+            region = face_region_mask(reference["position_map"], uv_mask, size, size)
+            transfer = np.where(region[..., None], swapped["rgb"], reference["rgb"])
+            write_image_atomic(folder / "source" / f"{stem}.png", rgb_to_bgr(source["rgb"]))
+            write_image_atomic(folder / "reference" / f"{stem}.png", rgb_to_bgr(reference["rgb"]))
+            write_image_atomic(folder / "transfer" / f"{stem}.png", rgb_to_bgr(transfer))
+            write_image_atomic(folder / "face_mask" / f"{stem}.png", region.astype(np.uint8) * 255)
+            if self.posmaps:
+                _save_npy(folder / "source_posmap" / f"{stem}.npy", prnet_position_map(source["position_map"], uv_mask))
+                _save_npy(
+                    folder / "reference_posmap" / f"{stem}.npy", prnet_position_map(reference["position_map"], uv_mask)
+                )
+        return self.stop - self.start
+
+
+def _transfer_video(world: FaceWorld, identity: int, frames: int, fps: float, seed: int) -> list[FaceParams]:
+    """A talking-head video of one identity without hair (see the module docstring)."""
+    params = talking_head(world, identity_seed(seed, identity), frames, fps=fps, seed=seed + 1)
+    return [p.replace(hair=False) for p in params]
+
+
+def _execute(job: _PairJob | _TransferJob) -> int:
+    torch.set_num_threads(1)
+    return job.run()
+
+
+def write_prnet_dataset(
+    root: str | os.PathLike,
+    *,
+    num_identities: int,
+    images_per_identity: int = 8,
+    test_identities: int = 1,
+    size: int = 256,
+    pose_range_deg: float = 30.0,
+    transfer_pairs: int = 0,
+    transfer_frames: int = 8,
+    transfer_posmaps: bool = True,
+    fps: float = 25.0,
+    seed: int = 0,
+    workers: int = 2,
+    progress: bool = True,
+) -> Path:
+    """Write PRNet pairs and (optionally) faces2one video pairs (see the module docstring); returns the root."""
+    splits = identity_splits(num_identities, test_identities)
+    if images_per_identity < 1:
+        raise ValueError(f"images_per_identity must be >= 1, got {images_per_identity}")
+    if size < 32:
+        raise ValueError(f"size must be >= 32, got {size}")
+    if not 0.0 <= pose_range_deg <= 60.0:
+        raise ValueError(f"pose_range_deg must be in [0, 60], got {pose_range_deg}")
+    max_pairs = num_identities if num_identities > 1 else 0
+    if not 0 <= transfer_pairs <= max_pairs:
+        raise ValueError(f"transfer_pairs must be in [0, {max_pairs}], got {transfer_pairs}")
+    if transfer_pairs and transfer_frames < 1:
+        raise ValueError(f"transfer_frames must be >= 1, got {transfer_frames}")
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+    root = Path(root)
+    world = world_for(256, size)
+    jobs: list[_PairJob | _TransferJob] = []
+    for identity in range(num_identities):
+        for start, stop in chunks(images_per_identity, max(4, min(16, images_per_identity))):
+            jobs.append(_PairJob(str(root), splits[identity], identity, start, stop, size, seed, pose_range_deg))
+    full = video_camera()
+    video_cameras = {}
+    pairs = [(k, (k + 1) % num_identities) for k in range(transfer_pairs)]
+    for identity in sorted({k for pair in pairs for k in pair}):
+        params = _transfer_video(world, identity, transfer_frames, fps, seed)
+        video_cameras[identity] = crop_camera(full, *fixed_video_box(world, params, full, VIDEO_BOX_SCALE), size)
+    for donor, target in pairs:
+        for start, stop in chunks(transfer_frames, max(4, min(16, transfer_frames))):
+            jobs.append(
+                _TransferJob(
+                    str(root), donor, target, transfer_frames, start, stop, fps, seed,
+                    video_cameras[donor], video_cameras[target], transfer_posmaps,
+                )
+            )  # fmt: skip
+    total = num_identities * images_per_identity + len(pairs) * transfer_frames
+    run_jobs(_execute, jobs, workers, "FaceWorld PRNet / faces2one", total, progress)
+
+    uv_mask = world.uv_face_mask()
+    write_image_atomic(root / "uv_face_mask.png", uv_mask.astype(np.uint8) * 255)
+    keypoints = world.uv_keypoint_indices()
+    write_text_atomic(root / "uv_kpt_ind.txt", format_points(keypoints[:, ::-1].T, 1))
+    write_json_atomic(
+        root / META_FILE,
+        {
+            "layout": "prnet",
+            "source": "faceworld",
+            "seed": seed,
+            "size": size,
+            "position_map_size": size,
+            "num_identities": num_identities,
+            "test_identities": test_identities,
+            "identity_splits": {identity_name(k): s for k, s in enumerate(splits)},
+            "images_per_identity": images_per_identity,
+            "pose_range_deg": pose_range_deg,
+            "crop": f"square of side {CROP_SCALE} x mean(68-landmark box width, height) around its centre, "
+            f"raised by {CROP_RAISE} x side",
+            "position_map": "x, y crop pixels; z crop pixels towards the camera, min over the face mask = 0",
+            "max_pos": MAX_POS_FACTOR * size,
+            "uv_box_u0_u1_v0_v1": list(world.prnet_uv_box()),
+            "uv_face_mask_texels": int(uv_mask.sum()),
+            "faces2one_pairs": [f"{identity_name(a)}_{identity_name(b)}" for a, b in pairs],
+            "faces2one_frames": transfer_frames if pairs else 0,
+            "faces2one_truth": "B's geometry, pose, light, background with A's albedo inside B's face region; "
+            "both videos without hair",
+            "fps": fps,
+        },
+    )
+    return root
