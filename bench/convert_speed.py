@@ -35,7 +35,9 @@ def make_capture(root: Path, unique: int, frames: int, seed: int) -> int:
 
     source = root.parent / f"{root.name}-unique"
     start = time.perf_counter()
-    write_unprocessed_capture(source, num_sessions=1, frames_per_session=unique, size=(2270, 1900), seed=seed)
+    write_unprocessed_capture(
+        source, num_sessions=1, eval_sessions=0, frames_per_session=unique, size=(2270, 1900), seed=seed
+    )
     print(f"rendered {unique} unique FaceWorld frames at 1900x2270 in {time.perf_counter() - start:.1f} s")
     originals = sorted(
         (split, path.name) for split in SPLITS for path in (source / split / "Color").glob("*.png") if path.is_file()

@@ -102,19 +102,49 @@ def synthetic_frame(
     return SyntheticFrame(colour, depth, true, landmarks)
 
 
-INTRINSICS = {"fx": 300.0, "fy": 300.0, "cx": 160.0, "cy": 200.0}
+_WORLD = {}
 
 
-def write_capture(root: Path, frames: dict[str, list[dict]], width: int = 320, height: int = 400) -> Path:
+def faceworld_camera(width: int, height: int):
+    """The unprocessed layout's colour camera (the original's Kinect crop) scaled to width x height."""
+    from src.faceworld.writers.rgbd import kinect_crop_camera
+
+    return kinect_crop_camera((height, width))
+
+
+def faceworld_frame(width: int, height: int, seed: int, yaw: float | None = None) -> SyntheticFrame:
+    """A FaceWorld head through the Kinect sensor model; landmarks are FaceWorld's ground truth."""
+    from dataclasses import replace
+
+    from src.faceworld import FaceWorld
+    from src.faceworld.sensor import KinectSensorModel
+
+    world = _WORLD.setdefault("world", FaceWorld())
+    params = world.sample_params(seed, pose_range_deg=4)
+    params = replace(params, translation=np.array([0.0, 0.0, 560.0 + 10 * (seed % 5)]))
+    if yaw is not None:
+        params = replace(params, yaw=float(yaw))
+    camera = faceworld_camera(width, height)
+    frame = world.render(params, camera, modalities=("rgb", "depth", "ir", "landmarks", "mask"))
+    sensed = KinectSensorModel(seed=seed).apply(frame, camera=camera)
+    colour = cv2.cvtColor(frame["rgb"], cv2.COLOR_RGB2BGR)
+    return SyntheticFrame(colour, sensed["depth"], frame["depth_mm"], frame["landmarks2d"].astype(np.float64))
+
+
+def write_capture(root: Path, frames: dict[str, list[dict]], width: int = 380, height: int = 454) -> Path:
     """Write an unprocessed capture: frames[split] = [{"name", "seed", "faces": "one"|"none"|"two", ...}].
 
-    Optional per-frame keys: "nose_mm", "break": "truncated_png" | "missing_depth" | "depth_8bit" | "garbage".
-    Also writes config.txt (intrinsics) and the LookupDetector table; returns the table path.
+    Optional per-frame keys: "faceworld": True (a FaceWorld render, optionally with "yaw") instead of the synthetic
+    head, "nose_mm", "break": "truncated_png" | "missing_depth" | "depth_8bit" | "garbage".
+    Also writes config.txt (the FaceWorld camera's intrinsics) and the LookupDetector table; returns the table path.
     """
     table: dict[str, list] = {}
     for split, specs in frames.items():
         for spec in specs:
-            frame = synthetic_frame(width, height, spec["seed"], spec.get("nose_mm", 600.0))
+            if spec.get("faceworld"):
+                frame = faceworld_frame(width, height, spec["seed"], spec.get("yaw"))
+            else:
+                frame = synthetic_frame(width, height, spec["seed"], spec.get("nose_mm", 600.0))
             paths = unprocessed_paths(root, split, spec["name"])
             write_image_atomic(paths["Color"], frame.colour_bgr)
             write_image_atomic(paths["Depth"], frame.depth_u16)
@@ -132,7 +162,8 @@ def write_capture(root: Path, frames: dict[str, list[dict]], width: int = 320, h
                 write_image_atomic(paths["Depth"], (frame.depth_u16 // 8).astype(np.uint8))
             elif broken == "garbage":
                 paths["Color"].write_bytes(b"this is not an image at all")
-    write_config(root / "config.txt", INTRINSICS)
+    camera = faceworld_camera(width, height)
+    write_config(root / "config.txt", {"fx": camera.fx, "fy": camera.fy, "cx": camera.cx, "cy": camera.cy})
     table_path = root.parent / f"{root.name}_{TABLE_FILE}"
     table_path.write_text(json.dumps(table))
     return table_path

@@ -18,8 +18,9 @@ from src.io.rgbd_layout import depth_encoding_from_config, intrinsics_from_confi
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 
-GOOD = [{"name": f"sessA_{i}", "seed": i, "nose_mm": 600.0 + 7 * i} for i in range(5)]
+GOOD = [{"name": f"sessA_{i}", "seed": i, "faceworld": True} for i in range(5)]
 BROKEN = [
+    {"name": "sessA_19", "seed": 19, "faceworld": True, "yaw": 25.0},
     {"name": "sessA_20", "seed": 20, "faces": "none"},
     {"name": "sessA_21", "seed": 21, "faces": "two"},
     {"name": "sessA_22", "seed": 22, "break": "truncated_png"},
@@ -27,7 +28,7 @@ BROKEN = [
     {"name": "sessA_24", "seed": 24, "break": "depth_8bit"},
     {"name": "sessA_25", "seed": 25, "break": "garbage"},
 ]
-EVAL = [{"name": f"sessB_{i}", "seed": 100 + i} for i in range(2)]
+EVAL = [{"name": f"sessB_{i}", "seed": 100 + i, "faceworld": True} for i in range(2)]
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +44,6 @@ def _cfg(capture, output: Path, **kw) -> dict:
         input=str(root),
         output=str(output),
         detector=detector_spec(table),
-        max_pose_deg=None,
-        detect_max_side=None,
         size=128,
         padding=8,
         workers=1,
@@ -64,18 +63,19 @@ def test_every_rejection_is_counted_by_reason_and_accepted_frames_are_written(re
     out, report = reference
     assert report.accepted == {"train": 5, "eval": 2}
     expected = {"no_face": 1, "multiple_faces": 1, "truncated_png": 1, "missing_depth": 1, "depth_not_16bit": 1}
-    expected["unreadable"] = 1
+    expected.update(unreadable=1, pose_out_of_range=1)
     assert {k: v for k, v in report.rejected.items() if v} == expected
+    assert "yaw 2" in next(r["message"] for r in report.rejected_frames if r["reason"] == "pose_out_of_range")
     saved = json.loads((out / "conversion_report.json").read_text())
     assert saved["rejected"] == report.rejected and saved["accepted_total"] == 7
-    assert {r["frame_id"] for r in saved["rejected_frames"]} == {f"sessA_{i:06d}" for i in range(20, 26)}
+    assert {r["frame_id"] for r in saved["rejected_frames"]} == {f"sessA_{i:06d}" for i in range(19, 26)}
     for split, n in (("train", 5), ("eval", 2)):
         for kind in ("Color", "Depth", "Feature", "Landmark"):
             assert len(list((out / split / kind).iterdir())) == n
     assert sorted(p.stem for p in (out / "eval" / "Color").iterdir()) == ["sessB_000000", "sessB_000001"]
 
 
-def test_dataset_config_names_the_depth_encoding_and_intrinsics(reference):
+def test_dataset_config_names_the_depth_encoding_and_intrinsics(capture, reference):
     out, report = reference
     config = read_config(out / "config.txt")
     encoding = depth_encoding_from_config(config)
@@ -84,7 +84,8 @@ def test_dataset_config_names_the_depth_encoding_and_intrinsics(reference):
     assert encoding.far_mm == pytest.approx(report.desired_nose_depth_mm + 200)
     assert float(config["nose_depth_mm"]) == pytest.approx(report.desired_nose_depth_mm)
     fx, _fy, cx, cy = intrinsics_from_config(config)
-    assert fx == pytest.approx(300.0 * report.global_scale) and cx == cy == 63.5
+    source_fx = float(read_config(capture[0] / "config.txt")["fx"])
+    assert fx == pytest.approx(source_fx * report.global_scale) and cx == cy == 63.5
     assert float(config["face_depth_mm"]) == 200 and float(config["depth_padding_mm"]) == 20
 
 
@@ -166,8 +167,6 @@ def test_command_line_app_converts_and_exits_1_when_nothing_is_usable(capture, t
         "detector=null",
         "+detector.name=convert_testdata:LookupDetector",
         f"+detector.table={table}",
-        "max_pose_deg=null",
-        "detect_max_side=null",
         "size=64",
         "padding=4",
         "workers=1",
@@ -176,7 +175,7 @@ def test_command_line_app_converts_and_exits_1_when_nothing_is_usable(capture, t
     ]
     done = subprocess.run([*common, f"output={tmp_path / 'cli'}"], cwd=REPO, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert "converted 7 of 13 frames" in done.stdout and "rejected no_face" in done.stdout
+    assert "converted 7 of 14 frames" in done.stdout and "rejected no_face" in done.stdout
     # An input where every frame is bad: one error line, exit code 1.
     bad = tmp_path / "bad"
     (bad / "train" / "Color").mkdir(parents=True)
