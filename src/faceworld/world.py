@@ -232,6 +232,37 @@ class FaceWorld:
         t = np.linspace(0, 1, self._mouth_rows)
         S, T = np.meshgrid(s, t)
         self._mouth_st = np.stack([S.ravel(), T.ravel()], 1)
+        self._identity_cache: tuple[bytes, np.ndarray] | None = None
+        rows, local = np.unique(mm.landmark_vertices, return_inverse=True)
+        self._lm_rows, self._lm_local = rows, local.reshape(mm.landmark_vertices.shape)
+        pick = (rows[:, None] * 3 + np.arange(3)[None, :]).reshape(-1)
+        self._lm_identity_basis = mm.identity_basis[pick].astype(np.float64)
+        self._lm_expression_basis = mm.expression_basis[pick].astype(np.float64)
+        n_face, n_eye, n_mouth = mm.num_vertices, len(self._eye_dirs), len(self._mouth_st)
+        self._scene_tris = np.concatenate(
+            [
+                mm.triangles,
+                self._eye_tris + n_face,
+                self._eye_tris + n_face + n_eye,
+                self._mouth_tris + n_face + 2 * n_eye,
+            ]
+        )
+        self._scene_material = np.concatenate(
+            [
+                np.full(len(mm.triangles), MATERIAL_FACE, np.uint8),
+                np.full(2 * len(self._eye_tris), MATERIAL_EYE, np.uint8),
+                np.full(len(self._mouth_tris), MATERIAL_MOUTH, np.uint8),
+            ]
+        )
+        uv = mm.uv if mm.uv is not None else np.zeros((n_face, 2), np.float32)
+        self._scene_aux = np.concatenate(
+            [
+                np.concatenate([uv, np.zeros((n_face, 1))], 1),
+                self._eye_dirs,
+                self._eye_dirs,
+                np.concatenate([self._mouth_st, np.zeros((n_mouth, 1))], 1),
+            ]
+        ).astype(np.float32)
         self._appearance: OrderedDict[tuple, app.IdentityAppearance] = OrderedDict()
         self._backgrounds: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._uv_raster: Fragments | None = None
@@ -370,11 +401,36 @@ class FaceWorld:
     def face_vertices(self, params: FaceParams) -> np.ndarray:
         """Model-space face vertices (N,3) for identity + expression (+ hair volume)."""
         mm = self.model
-        verts = mm.shape(params.identity, params.expression).astype(np.float64)
+        key = params.identity.tobytes()
+        if self._identity_cache is None or self._identity_cache[0] != key:
+            self._identity_cache = (key, mm.identity_shape(params.identity).astype(np.float64))
+        verts = self._identity_cache[1] + mm.expression_offsets(params.expression)
         if params.hair and self.procedural is not None:
             volume = self._identity_appearance(params).hair_volume_mm
             verts += self.mean_normals * (self.vertex_hair_weight * volume)[:, None]
         return verts
+
+    def _model_landmarks68(self, params: FaceParams) -> np.ndarray:
+        """The 68 landmarks in model space from the landmark vertices alone (no full mesh: fast)."""
+        mm = self.model
+        rows = self._lm_rows
+        pts = mm.mean[rows].astype(np.float64)
+        pts += (self._lm_identity_basis @ (params.identity * mm.identity_std)).reshape(-1, 3)
+        pts += (self._lm_expression_basis @ (params.expression * mm.expression_std)).reshape(-1, 3)
+        if params.hair and self.procedural is not None:
+            volume = self._identity_appearance(params).hair_volume_mm
+            pts += self.mean_normals[rows] * (self.vertex_hair_weight[rows] * volume)[:, None]
+        return np.einsum("lk,lkc->lc", mm.landmark_weights, pts[self._lm_local])
+
+    def _eyes(self, lm68: np.ndarray, gaze: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Eyeball vertices and pupil points (model space) from the eye corners and the gaze."""
+        gaze_R = euler_to_rotation(float(gaze[0]), float(gaze[1]), 0.0)
+        eyes, pupils = [], []
+        for k, (a, b) in enumerate(((36, 39), (42, 45))):
+            centre = 0.5 * (lm68[a] + lm68[b]) + self.eye_offsets[k]
+            eyes.append(centre + self.eye_radius * (self._eye_dirs @ gaze_R.T))
+            pupils.append(centre + self.eye_radius * (gaze_R @ np.array([0.0, 0.0, -1.0])))
+        return eyes, pupils
 
     def build_scene(self, params: FaceParams) -> Scene:
         """Pose the face, eyes and mouth interior in world coordinates (mm)."""
@@ -382,41 +438,13 @@ class FaceWorld:
         mm = self.model
         face = self.face_vertices(params)
         lm68 = mm.landmarks(face).astype(np.float64)
-        gaze_R = euler_to_rotation(float(params.gaze[0]), float(params.gaze[1]), 0.0)
-        eye_parts, eye_aux, pupils = [], [], []
-        for k, (a, b) in enumerate(((36, 39), (42, 45))):
-            centre = 0.5 * (lm68[a] + lm68[b]) + self.eye_offsets[k]
-            eye_parts.append(centre + self.eye_radius * (self._eye_dirs @ gaze_R.T))
-            eye_aux.append(self._eye_dirs)
-            pupils.append(centre + self.eye_radius * (gaze_R @ np.array([0.0, 0.0, -1.0])))
+        eye_parts, pupils = self._eyes(lm68, params.gaze)
         mouth = self._mouth_interior(lm68)
         R = euler_to_rotation(*params.head_rotation_deg)
         t = params.translation
         verts = np.concatenate([face, *eye_parts, mouth])
         n_face, n_eye = len(face), len(self._eye_dirs)
-        tris = np.concatenate(
-            [
-                mm.triangles,
-                self._eye_tris + n_face,
-                self._eye_tris + n_face + n_eye,
-                self._mouth_tris + n_face + 2 * n_eye,
-            ]
-        )
-        material = np.concatenate(
-            [
-                np.full(len(mm.triangles), MATERIAL_FACE, np.uint8),
-                np.full(2 * len(self._eye_tris), MATERIAL_EYE, np.uint8),
-                np.full(len(self._mouth_tris), MATERIAL_MOUTH, np.uint8),
-            ]
-        )
-        uv = mm.uv if mm.uv is not None else np.zeros((n_face, 2), np.float32)
-        aux = np.concatenate(
-            [
-                np.concatenate([uv, np.zeros((n_face, 1))], 1),
-                *eye_aux,
-                np.concatenate([self._mouth_st, np.zeros((len(mouth), 1))], 1),
-            ]
-        )
+        tris, material, aux = self._scene_tris, self._scene_material, self._scene_aux
         landmarks = np.zeros((NUM_LANDMARKS, 3))
         landmarks[:68] = lm68
         landmarks[PUPIL_RIGHT] = pupils[0]
@@ -425,7 +453,7 @@ class FaceWorld:
             vertices=verts @ R.T + t,
             triangles=tris,
             material=material,
-            aux=aux.astype(np.float32),
+            aux=aux,
             rotation=R,
             translation=np.asarray(t, dtype=np.float64),
             landmarks=landmarks @ R.T + t,
@@ -542,19 +570,18 @@ class FaceWorld:
 
     def _bump(self, params, mat, aux, n, g_u, g_v) -> np.ndarray:
         """Normals bent by the expression's wrinkle displacement (Blinn bump mapping), then normalised."""
-        face = mat == MATERIAL_FACE
-        if self.procedural is not None and face.any() and params.displacement_strength > 0:
+        if self.procedural is not None and params.displacement_strength > 0:
             look = self._identity_appearance(params)
             S = look.albedo.shape[0]
             weights = self._wrinkle_weights(params)
-            # One remap of all groups' gradients (S,S,2G), then the expression's weights per fragment.
-            sampled = sample_texture(look.wrinkle_gradients, aux[face, 0] * S - 0.5, aux[face, 1] * S - 0.5)
+            # One remap of all groups' gradients (S,S,2G), then the expression's weights per fragment. Eye and
+            # mouth fragments sample meaningless texels but their bump vectors g_u, g_v are zero.
+            sampled = sample_texture(look.wrinkle_gradients, aux[:, 0] * S - 0.5, aux[:, 1] * S - 0.5)
             mix = np.zeros((2 * len(weights), 2), np.float32)
             mix[0::2, 0] = weights
             mix[1::2, 1] = weights
             duv = sampled @ mix
-            n = n.copy()
-            n[face] += duv[:, 0:1] * g_u[face] + duv[:, 1:2] * g_v[face]
+            n = n + duv[:, 0:1] * g_u + duv[:, 1:2] * g_v
         return _normalize(n)
 
     def _albedo(self, params, frags, mat, aux) -> np.ndarray:
@@ -590,9 +617,16 @@ class FaceWorld:
             d /= np.linalg.norm(d)
             h = _normalize(d[None, :] + view)
             ndh = np.clip(np.einsum("ij,ij->i", n, h), 0.0, 1.0)
-            strength = np.where(mat == MATERIAL_EYE, 0.9, np.where(mouth, 0.05, 0.06)).astype(np.float32)
-            power = np.where(mat == MATERIAL_EYE, 120.0, 18.0).astype(np.float32)
-            color += (strength * ndh**power)[:, None] * float(np.linalg.norm(light[1:4].mean(1)) * 0.9)
+            eye = mat == MATERIAL_EYE
+            p16 = ndh * ndh
+            p16 *= p16
+            p16 *= p16
+            p16 *= p16  # ndh^16 for skin, ndh^128 for the wet cornea (squarings are far cheaper than pow)
+            p128 = p16 * p16
+            p128 *= p128
+            p128 *= p128
+            lobe = np.where(eye, 0.9 * p128, np.where(mouth, 0.05, 0.06) * p16)
+            color += lobe[:, None] * float(np.linalg.norm(light[1:4].mean(1)) * 0.9)
         levels = (np.clip(color, 0.0, 1.0) * (len(_GAMMA_LUT) - 1) + 0.5).astype(np.int32)
         image = self.background(params.background, W, H).copy()
         image.reshape(-1, 3)[frags.pixel] = _GAMMA_LUT[levels]
@@ -769,8 +803,13 @@ class FaceWorld:
 
     # ------------------------------------------------------------------ cameras
     def landmarks3d(self, params: FaceParams) -> np.ndarray:
-        """The 70 landmarks in world coordinates (mm) without rendering."""
-        return self.build_scene(params).landmarks
+        """The 70 landmarks in world coordinates (mm) without building the mesh (same values as a render's)."""
+        self.check_params(params)
+        lm68 = self._model_landmarks68(params)
+        _, pupils = self._eyes(lm68, params.gaze)
+        landmarks = np.concatenate([lm68, np.stack(pupils)])
+        R = euler_to_rotation(*params.head_rotation_deg)
+        return landmarks @ R.T + params.translation
 
     def framing_camera(
         self,

@@ -148,3 +148,8 @@ def test_contact_sheet_command(tmp_path):
 
     sheet = read_image(out)
     assert sheet.shape == (48, 48 * 15, 3) and sheet.std() > 10
+
+
+def test_fast_landmarks_match_the_render(world, frames):
+    for p, cam, f in frames:
+        np.testing.assert_allclose(cam.to_camera(world.landmarks3d(p)), f["landmarks3d"], atol=1e-3)
