@@ -57,7 +57,8 @@ OUTER_LOWER_POSITIONS = (3.0, 4.5, 5.0, 5.5, 7.0)  # 55..59 on OUTER_LOWER_LIP
 INNER_UPPER_POSITIONS = (0.0, 3.0, 5.0, 7.0, 10.0)  # 60..64 on INNER_UPPER_LIP
 INNER_LOWER_POSITIONS = (3.0, 5.0, 7.0)  # 65..67 on INNER_LOWER_LIP
 
-# The free parameters (see the module docstring), chosen with `evaluate --tune-mediapipe` on 30 FaceWorld faces:
+# The free parameters (see the module docstring), chosen with `evaluate --tune-mediapipe` on 30 FaceWorld faces
+# (numbers from that tuning run; the current totals are in tests/landmarks/test_landmark_accuracy_faceworld.py):
 # - JAW_START: iBUG 0 / 16 at the oval's first vertex (127 / 356), which on real faces sits at the height of the
 #   outer eye corner as in the 300-W annotation (jaw NME 0.146 at 234 / 454 -> 0.096);
 # - BROW_UPPER_WEIGHT: iBUG brow points 3/4 of the way to the brow's upper edge (0.75: brows 0.061 -> 0.059);
