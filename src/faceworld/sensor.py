@@ -41,6 +41,8 @@ class KinectSensorModel:
         camera: PinholeCamera | OrthographicCamera | None = None,
         ir: np.ndarray | None = None,
         mask: np.ndarray | None = None,
+        normals: np.ndarray | None = None,
+        albedo: np.ndarray | None = None,
         frame_index: int = 0,
     ) -> dict[str, np.ndarray]:
         """Sensor output for one frame: {"depth": uint16 mm, "ir": uint16 (if IR given), "valid": bool}.
@@ -64,12 +66,23 @@ class KinectSensorModel:
         valid = depth > 0
 
         focal = 0.5 * w if camera is None else (camera.fx if not camera.is_orthographic else None)
-        angle = self._view_angle_deg(depth, focal)
+        if normals is not None:
+            n = np.asarray(normals, dtype=np.float32)
+            if n.shape != (h, w, 3):
+                raise ValueError(f"normals must have shape ({h}, {w}, 3), got {n.shape}")
+            angle = np.degrees(np.arccos(np.clip(-n[..., 2], -1.0, 1.0)))
+        else:
+            angle = self._view_angle_deg(depth, focal)
         grazing = (angle - self.grazing_start_deg) / max(self.grazing_end_deg - self.grazing_start_deg, 1e-3)
         holes = rng.random((h, w)) < np.clip(grazing, 0.0, 1.0)
         if ir is not None:
             dark = np.asarray(ir, dtype=np.float32) < self.dark_ir_level
             holes |= dark & (rng.random((h, w)) < 0.85)
+        elif albedo is not None:
+            a = np.asarray(albedo, dtype=np.float32)
+            a = a / 255.0 if a.max() > 1.0 else a
+            luminance = a.mean(axis=-1) if a.ndim == 3 else a
+            holes |= (luminance < 0.06) & (rng.random((h, w)) < 0.85)
         if mask is not None:
             blobs = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), 2.0)
             cut = np.quantile(blobs, self.hair_hole_fraction)

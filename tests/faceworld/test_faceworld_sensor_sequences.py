@@ -78,3 +78,15 @@ def test_blinks_and_visemes():
     assert 2 <= closed_runs <= 12  # every 2-6 s over 20 s
     track = viseme_track(100, 25.0, rng)
     assert len(track) == 100 and len(set(track)) > 3
+
+
+def test_explicit_normals_and_albedo():
+    depth = np.full((32, 32), 800.0, np.float32)
+    grazing = np.zeros((32, 32, 3), np.float32)
+    grazing[..., 0] = 1.0  # normals perpendicular to the view axis
+    sensor = KinectSensorModel(seed=2)
+    assert (sensor.apply(depth, normals=grazing)["depth"] == 0).all()
+    dark = sensor.apply(depth, albedo=np.zeros((32, 32, 3), np.uint8))["depth"]
+    assert (dark[2:-2, 2:-2] == 0).mean() > 0.7
+    with pytest.raises(ValueError, match="normals must have shape"):
+        sensor.apply(depth, normals=np.zeros((3, 3, 3)))
