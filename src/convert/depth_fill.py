@@ -47,6 +47,9 @@ class FillSettings:
     opencv_radius: int = 3  # inpaintRadius for the OpenCV baselines (telea / ns)
 
     def __post_init__(self) -> None:
+        for key in ("fine_iterations", "coarse_iterations", "opencv_radius"):
+            object.__setattr__(self, key, int(getattr(self, key)))
+        object.__setattr__(self, "sor_omega", float(self.sor_omega))
         if self.method not in METHODS:
             raise ValueError(f"depth fill method must be one of {METHODS}, got {self.method!r}")
         if self.fine_iterations < 0 or self.coarse_iterations < 0:

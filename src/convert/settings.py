@@ -43,6 +43,16 @@ class ConvertSettings:
     exit_after_frames: int | None = None  # test hook: hard-exit after this many frames (simulates a kill)
 
     def __post_init__(self) -> None:
+        # One type per key whatever the source (YAML 10 vs Python 10.0), so resumed runs compare equal.
+        for key in ("size", "padding", "depth_bits", "workers"):
+            object.__setattr__(self, key, int(getattr(self, key)))
+        for key in ("depth_padding", "face_depth", "fill_margin"):
+            object.__setattr__(self, key, float(getattr(self, key)))
+        for key in ("max_pose_deg", "detect_max_side", "exit_after_frames"):
+            value = getattr(self, key)
+            if value is not None:
+                object.__setattr__(self, key, float(value) if key == "max_pose_deg" else int(value))
+
         def need(ok: bool, key: str, message: str) -> None:
             if not ok:
                 raise ValueError(f"convert.{key}: {message}")
