@@ -27,7 +27,10 @@ from scipy.interpolate import PchipInterpolator
 
 from src.geometry.morphable import MorphableModel
 
-THETA_MAX = np.deg2rad(120.0)
+THETA_MAX = np.deg2rad(180.0)  # the grid wraps all the way round (u = 0 and 1 meet at the back)
+# theta(u) = THETA_MAX * s * (FRONT_DENSITY + (1 - FRONT_DENSITY) * s^2) with s = 2u - 1: columns are dense over the
+# face and sparse at the back of the head, which is only ever seen at grazing angles.
+FRONT_DENSITY = 0.5
 EYE_RADIUS_MM = 12.0
 LID_THICKNESS_MM = 1.2
 
@@ -36,7 +39,7 @@ LID_THICKNESS_MM = 1.2
 # lower rows are narrow at the front (chin) and wide at the sides (jaw and neck), a U seen from below.
 _PROFILE = np.array(
     [
-        (0.000, -128.0, 12.0, 12.0, 15.0, 35.0),
+        (0.000, -129.0, 0.5, 0.5, 0.5, 20.0),
         (0.050, -121.0, 42.0, 42.0, 58.0, 20.0),
         (0.120, -103.0, 63.0, 63.0, 84.0, 9.0),
         (0.220, -72.0, 72.0, 72.0, 94.0, 4.0),
@@ -127,11 +130,22 @@ def v_of_y(y: np.ndarray) -> np.ndarray:
 
 
 def theta_of_u(u: np.ndarray) -> np.ndarray:
-    return (np.asarray(u) - 0.5) * 2.0 * THETA_MAX
+    """Azimuth of grid parameter u (0 = subject's right ear side, 0.5 = front, 1 = left)."""
+    s = 2.0 * np.asarray(u, dtype=np.float64) - 1.0
+    return THETA_MAX * s * (FRONT_DENSITY + (1.0 - FRONT_DENSITY) * s * s)
+
+
+_S_DENSE = np.linspace(-1.0, 1.0, 4001)
+_THETA_DENSE = THETA_MAX * _S_DENSE * (FRONT_DENSITY + (1.0 - FRONT_DENSITY) * _S_DENSE**2)
 
 
 def u_of_theta(theta: np.ndarray) -> np.ndarray:
-    return np.asarray(theta) / (2.0 * THETA_MAX) + 0.5
+    """Inverse of theta_of_u (monotonic)."""
+    return (np.interp(theta, _THETA_DENSE, _S_DENSE) + 1.0) / 2.0
+
+
+# Millimetres of surface per unit u at the front of the face (for tangent-space normal maps).
+MM_PER_U_FRONT = 2.0 * THETA_MAX * FRONT_DENSITY * 72.0
 
 
 def front_coordinates(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -31,7 +31,7 @@ from scipy import sparse
 
 from src.faceworld import appearance as app
 from src.faceworld.model import (
-    THETA_MAX,
+    MM_PER_U_FRONT,
     FaceWorldModel,
     default_model,
     ear_weight,
@@ -772,7 +772,7 @@ class FaceWorld:
             S = look.wrinkle_gradients.shape[0]
             g = look.wrinkle_gradients.reshape(S, S, -1, 2).transpose(0, 1, 3, 2) @ weights
             du, dv = g[..., 0], g[..., 1]
-            mm_per_u = 2.0 * THETA_MAX * 72.0
+            mm_per_u = MM_PER_U_FRONT
             mm_per_v = 300.0
             nt = np.stack([-du / mm_per_u, -dv / mm_per_v, np.ones_like(du)], -1)
             nt /= np.linalg.norm(nt, axis=-1, keepdims=True)
