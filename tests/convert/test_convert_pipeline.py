@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -190,3 +192,46 @@ def test_command_line_app_converts_and_exits_1_when_nothing_is_usable(capture, t
     assert failed.returncode == 1
     errors = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "nothing usable" in errors[0] and "truncated_png 1" in errors[0]
+
+
+def _kill_when(process: subprocess.Popen, ready, timeout_s: float = 120.0) -> bool:
+    """SIGKILL the child's whole process group (workers included) once `ready()`; False if it ended first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        if ready():
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            return True
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGKILL)
+    raise AssertionError("the conversion did not reach the kill point in time")
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_whole_process_group_at_random_points_then_resume_is_byte_identical(tmp_path):
+    root = tmp_path / "capture"
+    specs = [{"name": f"k_{i}", "seed": 300 + i} for i in range(48)]
+    table = write_capture(root, {"train": specs[:40], "eval": specs[40:]}, width=760, height=908)
+    base = dict(input=str(root), detector=detector_spec(table), max_pose_deg=None, size=512, padding=20)
+    base.update(progress=False)
+    reference = tmp_path / "reference"
+    run_conversion({**base, "output": str(reference), "workers": 1})
+
+    out = tmp_path / "killed"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(HERE)]))
+    code = "import json, sys; from src.convert import run_conversion; run_conversion(json.loads(sys.argv[1]))"
+    args = [sys.executable, "-c", code, json.dumps({**base, "output": str(out), "workers": 2})]
+    measured = out / STATE_DIR / "measure"
+    kill_points = [
+        lambda: len(list(measured.rglob("*.json"))) >= 10,  # in pass 1
+        lambda: len(list((out / "train" / "Depth").glob("*.png"))) >= 5,  # in pass 2
+    ]
+    for ready in kill_points:
+        child = subprocess.Popen(args, cwd=REPO, env=env, start_new_session=True)
+        assert _kill_when(child, ready), "the conversion finished before it could be killed"
+    assert not (out / "config.txt").exists()
+    run_conversion({**base, "output": str(out), "workers": 2})
+    assert tree_hashes(out) == tree_hashes(reference)
+    assert not list(out.rglob("*.tmp*"))
