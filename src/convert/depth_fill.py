@@ -175,15 +175,15 @@ def _solve_pyramid(
 
 
 class _Stencil:
-    """Flat gather indices of the unknown pixels and their neighbours in a 2-pixel padded copy of a level.
+    """Flat gather indices of the unknown pixels and their 4 neighbours in a 1-pixel padded copy of a level.
 
-    Relaxation then costs a few gathers per hole pixel instead of a convolution of the whole window.
-    Inactive pixels (and the padding) hold 0 and count as absent neighbours.
+    A membrane sweep then costs a few gathers per hole pixel instead of a convolution of the whole window.
+    Inactive pixels (and the padding) hold 0 and do not count as neighbours.
     """
 
-    PAD = 2
+    PAD = 1
 
-    def __init__(self, unknown: np.ndarray, active: np.ndarray, thin_plate: bool) -> None:
+    def __init__(self, unknown: np.ndarray, active: np.ndarray) -> None:
         h, w = unknown.shape
         self.shape = (h + 2 * self.PAD, w + 2 * self.PAD)
         stride = self.shape[1]
@@ -191,15 +191,7 @@ class _Stencil:
         self.odd = ((self.index // stride + self.index % stride) % 2).astype(bool)
         padded_active = np.pad(active, self.PAD).ravel()
         self.axial = np.array([-1, 1, -stride, stride], np.intp)
-        self.diagonal = np.array([-stride - 1, -stride + 1, stride - 1, stride + 1], np.intp)
-        self.far = np.array([-2, 2, -2 * stride, 2 * stride], np.intp)
         self.axial_count = _gather_sum(padded_active.astype(np.float32), self.index, self.axial)
-        if thin_plate:
-            ring = np.concatenate([self.diagonal, self.far])
-            complete = self.axial_count == 4
-            for offset in ring:
-                complete &= padded_active[self.index + offset]
-            self.complete = complete
 
     def pad(self, u: np.ndarray) -> np.ndarray:
         return np.pad(u, self.PAD).ravel()
@@ -218,7 +210,7 @@ def _gather_sum(flat: np.ndarray, index: np.ndarray, offsets: np.ndarray) -> np.
 
 def _relax_membrane(u: np.ndarray, unknown: np.ndarray, active: np.ndarray, iterations: int, omega: float) -> None:
     """Red-black SOR for Laplace(u) = 0 with natural boundaries at inactive pixels (in place)."""
-    stencil = _Stencil(unknown, active, thin_plate=False)
+    stencil = _Stencil(unknown, active)
     flat = stencil.pad(np.where(active, u, 0).astype(np.float32))
     has_neighbours = stencil.axial_count > 0
     colours = []
