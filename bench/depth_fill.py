@@ -5,7 +5,7 @@
 Each frame is rendered at the original capture's resolution and camera (the 1900x2270 crop of the Azure Kinect
 3072P colour camera), passed through FaceWorld's Kinect sensor model (noise + holes at grazing angles, dark
 surfaces, hair, edges), and filled by every method with the same input (float32 mm), the same hole mask and the
-same region: the converter's face region (landmark hull grown by fill_margin), with depth far behind the face
+same region: the converter's face region (landmark + forehead hull grown by fill_margin), with depth far behind the face
 treated as background, exactly as `src.convert.steps.fill_face_depth` does. The hidden truth is FaceWorld's
 noiseless depth; RMSE is over the filled hole pixels that lie on the head (truth > 0). Times are per frame
 (median of --repeats) for the fill call alone, on one thread; the CPU is shared, so absolute times are

@@ -14,7 +14,7 @@ def main(cfg: DictConfig) -> None:
 
     try:
         report = run_conversion(cfg)
-    except (NothingUsableError, FileNotFoundError, FileExistsError, ValueError) as err:
+    except (NothingUsableError, FileNotFoundError, FileExistsError, ValueError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
     print(f"converted {report.accepted_total} of {report.frames_total} frames into {report.output}")

@@ -267,6 +267,9 @@ def run_conversion(cfg: ConvertSettings | Mapping[str, Any] | None = None, **ove
         settings = ConvertSettings.from_config({**_as_dict(cfg), **overrides})
     started = time.perf_counter()
     frames, naming_problems = list_frames(settings.input, settings.group)
+    # A detector that cannot be built fails here, with its own message, before anything is written (and not
+    # once in every worker of the pool).
+    _build_detector(settings.detector).close()
     output_existed = settings.output.exists()
     _prepare_output(settings)
     stats = RunStats()
