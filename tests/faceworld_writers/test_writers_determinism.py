@@ -45,3 +45,18 @@ def test_same_seed_same_bytes_whatever_the_workers(tmp_path, layout):
     assert other.keys() == one.keys()
     changed = [name for name in one if name.endswith(".png") and one[name] != other[name]]
     assert len(changed) > 0.5 * sum(name.endswith(".png") for name in one)
+
+
+def test_rerun_rewrites_and_other_settings_are_refused(tmp_path):
+    """Writing again with the same settings reproduces the set; other settings never mix into it."""
+    writer = WRITERS["prnet"]
+    root = writer(tmp_path / "set", seed=1, workers=1, progress=False)
+    before = _hashes(root)
+    assert _hashes(writer(root, seed=1, workers=1, progress=False)) == before
+    with pytest.raises(ValueError, match="not empty and not a dataset written with these settings"):
+        writer(root, seed=2, workers=1, progress=False)
+    assert _hashes(root) == before
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("someone else's")
+    with pytest.raises(ValueError, match="busy: not empty"):
+        write_head2head_dataset(tmp_path / "busy", num_identities=1, frames_per_video=3, size=32, progress=False)

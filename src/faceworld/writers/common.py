@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -30,6 +31,7 @@ from src.io.atomic import write_text_atomic
 from src.landmarks.scheme import EYE_LEFT, EYE_RIGHT, NUM_IBUG, PUPILS
 
 __all__ = [
+    "check_output_root",
     "chunks",
     "crop_camera",
     "draw_eye_gaze_image",
@@ -177,6 +179,25 @@ def format_values(values: np.ndarray, decimals: int = 6) -> str:
 
 def write_json_atomic(path: str | os.PathLike, data: dict) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def check_output_root(root: Path, meta_file: str, settings: dict) -> dict:
+    """Refuse to mix datasets: `root` must be empty, missing, or a dataset written with the same settings (a rerun
+    rewrites the same bytes). Returns the settings as JSON stores them (for the meta file)."""
+    stored = json.loads(json.dumps(settings))
+    if not root.exists() or not any(root.iterdir()):
+        return stored
+    meta_path = root / meta_file
+    try:
+        previous = json.loads(meta_path.read_text()).get("settings")
+    except (OSError, ValueError):
+        previous = None
+    if previous != stored:
+        raise ValueError(
+            f"{root}: not empty and not a dataset written with these settings ({meta_path.name} differs or is "
+            f"missing); choose another output folder or delete it"
+        )
+    return stored
 
 
 def draw_eye_gaze_image(landmarks70: np.ndarray, size: int) -> np.ndarray:

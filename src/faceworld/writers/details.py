@@ -54,6 +54,7 @@ import torch
 from src.faceworld.params import FaceParams
 from src.faceworld.world import FaceWorld
 from src.faceworld.writers.common import (
+    check_output_root,
     format_points,
     identity_name,
     identity_seed,
@@ -273,6 +274,15 @@ def write_details_dataset(
         raise ValueError(f"workers must be >= 0, got {workers}")
     render = map_size if render_size is None else int(render_size)
     root = Path(root)
+    settings = check_output_root(
+        root,
+        META_FILE,
+        {
+            "num_identities": num_identities, "expressions": list(expressions), "test_identities": test_identities,
+            "map_size": map_size, "patch_size": patch, "stride": step, "render_size": render,
+            "displacement_scale_mm": displacement_scale_mm, "seed": seed,
+        },
+    )  # fmt: skip
     world = world_for(map_size, map_size)
     boxes = region_boxes(world)
     positions = {region: patch_positions(boxes[region], map_size, patch, step) for region in REGIONS}
@@ -297,6 +307,7 @@ def write_details_dataset(
         root / META_FILE,
         {
             "layout": "dfdn_details",
+            "settings": settings,
             "source": "faceworld",
             "seed": seed,
             "num_identities": num_identities,

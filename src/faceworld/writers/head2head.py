@@ -41,6 +41,7 @@ import torch
 from src.faceworld.params import FaceParams
 from src.faceworld.sequences import talking_head
 from src.faceworld.writers.common import (
+    check_output_root,
     chunks,
     crop_camera,
     draw_eye_gaze_image,
@@ -171,6 +172,15 @@ def write_head2head_dataset(
         )
     first_test = test_start(frames_per_video, test_fraction)
     root = Path(root)
+    settings = check_output_root(
+        root,
+        META_FILE,
+        {
+            "num_identities": num_identities, "frames_per_video": frames_per_video, "size": size,
+            "test_fraction": test_fraction, "part_frames": part_frames, "reenactments": reenactments,
+            "eye_gaze": eye_gaze, "box_scale": box_scale, "fps": fps, "seed": seed,
+        },
+    )  # fmt: skip
     world = world_for()
     full = video_camera()
     cameras = {}
@@ -204,6 +214,7 @@ def write_head2head_dataset(
         root / META_FILE,
         {
             "layout": "head2head",
+            "settings": settings,
             "source": "faceworld",
             "seed": seed,
             "size": size,

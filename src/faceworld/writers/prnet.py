@@ -49,6 +49,7 @@ from src.faceworld.params import FaceParams
 from src.faceworld.sequences import talking_head
 from src.faceworld.world import FaceWorld
 from src.faceworld.writers.common import (
+    check_output_root,
     chunks,
     crop_camera,
     fixed_video_box,
@@ -286,6 +287,16 @@ def write_prnet_dataset(
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
     root = Path(root)
+    settings = check_output_root(
+        root,
+        META_FILE,
+        {
+            "num_identities": num_identities, "images_per_identity": images_per_identity,
+            "test_identities": test_identities, "size": size, "pose_range_deg": pose_range_deg,
+            "transfer_pairs": transfer_pairs, "transfer_frames": transfer_frames,
+            "transfer_posmaps": transfer_posmaps, "fps": fps, "seed": seed,
+        },
+    )  # fmt: skip
     world = world_for(256, size)
     jobs: list[_PairJob | _TransferJob] = []
     for identity in range(num_identities):
@@ -316,6 +327,7 @@ def write_prnet_dataset(
         root / META_FILE,
         {
             "layout": "prnet",
+            "settings": settings,
             "source": "faceworld",
             "seed": seed,
             "size": size,

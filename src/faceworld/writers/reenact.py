@@ -42,6 +42,7 @@ import torch
 from src.faceworld.params import FaceParams
 from src.faceworld.sequences import talking_head
 from src.faceworld.writers.common import (
+    check_output_root,
     chunks,
     crop_camera,
     fixed_video_box,
@@ -191,6 +192,16 @@ def write_reenactment_dataset(
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
     root = Path(root)
+    settings = check_output_root(
+        root,
+        META_FILE,
+        {
+            "num_identities": num_identities, "videos_per_identity": videos_per_identity,
+            "frames_per_video": frames_per_video, "pairs_per_identity": pairs_per_identity,
+            "test_identities": test_identities, "size": size, "frame_stride": frame_stride,
+            "pose_amplitude_deg": pose_amplitude_deg, "box_scale": box_scale, "fps": fps, "seed": seed,
+        },
+    )  # fmt: skip
     world = world_for()
     full = video_camera()
     order = [k for k in range(num_identities) if splits[k] == "train"] + [
@@ -261,6 +272,7 @@ def write_reenactment_dataset(
         root / META_FILE,
         {
             "layout": "dg_reenactment",
+            "settings": settings,
             "source": "faceworld",
             "seed": seed,
             "size": size,
