@@ -532,9 +532,11 @@ def _identity_fields(mean, x, y, lips_side, eye_centers) -> list[np.ndarray]:
     g_lips = _gauss(np.hypot(x / 24.0, (y - MOUTH_Y) / 9.0))
     g_mouth = _gauss(np.hypot(x / 30.0, (y - MOUTH_Y) / 10.0))
     g_low_cheek = _gauss(np.hypot((ax - 45.0) / 15.0, (y - 50.0) / 16.0))
-    lower_face = np.clip((y + 5.0) / 100.0, 0.0, 1.5)
+    # Smooth ramps (kinks in a displacement field would show as shading creases).
+    t = (y + 5.0) / 100.0
+    lower_face = 0.5 * (t + np.sqrt(t * t + 0.01))
     jaw = _smoothstep(30.0, 80.0, y)
-    forehead = np.clip((-30.0 - y) / 70.0, 0.0, 1.0)
+    forehead = _smoothstep(0.0, 1.0, (-30.0 - y) / 70.0)
     return [
         f(0.07 * x, 0, 0),
         f(0, 8.0 * lower_face, 0),

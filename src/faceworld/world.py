@@ -63,6 +63,8 @@ MATERIAL_FACE, MATERIAL_EYE, MATERIAL_MOUTH = 0, 1, 2
 DISPLAY_GAMMA = 2.2
 DEFAULT_EYE_OFFSET_MM = np.array([0.0, 0.0, 10.0])
 DEFAULT_EYE_RADIUS_MM = 12.0
+_MOUTH_ABOVE_MM = 6.0  # the mouth interior reaches this far above the upper inner lip ...
+_MOUTH_BELOW_MM = 9.0  # ... and this far below the lower one
 # Linear [0, 1] -> display uint8 through a 4096-entry table (np.power per pixel is the slow part otherwise).
 _GAMMA_LUT = np.round(np.power(np.linspace(0.0, 1.0, 4096), 1.0 / DISPLAY_GAMMA) * 255.0).astype(np.uint8)
 
@@ -439,12 +441,14 @@ class FaceWorld:
         face = self.face_vertices(params)
         lm68 = mm.landmarks(face).astype(np.float64)
         eye_parts, pupils = self._eyes(lm68, params.gaze)
-        mouth = self._mouth_interior(lm68)
+        mouth, mouth_aux = self._mouth_interior(lm68)
         R = euler_to_rotation(*params.head_rotation_deg)
         t = params.translation
         verts = np.concatenate([face, *eye_parts, mouth])
         n_face, n_eye = len(face), len(self._eye_dirs)
-        tris, material, aux = self._scene_tris, self._scene_material, self._scene_aux
+        tris, material = self._scene_tris, self._scene_material
+        aux = self._scene_aux.copy()
+        aux[-len(mouth_aux) :] = mouth_aux
         landmarks = np.zeros((NUM_LANDMARKS, 3))
         landmarks[:68] = lm68
         landmarks[PUPIL_RIGHT] = pupils[0]
@@ -462,8 +466,12 @@ class FaceWorld:
             eye_vertex_ranges=((n_face, n_face + n_eye), (n_face + n_eye, n_face + 2 * n_eye)),
         )
 
-    def _mouth_interior(self, lm: np.ndarray) -> np.ndarray:
-        """A curved back wall behind the lips spanned between the inner-lip landmarks (model space)."""
+    def _mouth_interior(self, lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A curved back wall behind the lips, spanned between the inner-lip landmarks (model space).
+
+        It reaches 6 mm above, 9 mm below and 15% of the mouth width beyond each corner (the lips and cheeks
+        hide the excess), so no opening shape shows the background. Returns the vertices and their
+        shading attributes (s across, mm below the top edge, mm above the bottom edge)."""
         upper = lm[[60, 61, 62, 63, 64]]
         lower = lm[[60, 67, 66, 65, 64]]
         knots = np.array([0.0, 0.28, 0.5, 0.72, 1.0])
@@ -471,13 +479,20 @@ class FaceWorld:
         top = np.stack([np.interp(s, knots, upper[:, c]) for c in range(3)], 1)
         bottom = np.stack([np.interp(s, knots, lower[:, c]) for c in range(3)], 1)
         width = np.linalg.norm(upper[4] - upper[0])
-        side = (s - 0.5)[:, None] * np.array([[0.25 * width, 0.0, 0.0]])
-        top = top + side + np.array([0.0, -3.0, 3.0])
-        bottom = bottom + side + np.array([0.0, 3.0, 3.0])
+        side = (s - 0.5)[:, None] * np.array([[0.3 * width, 0.0, 0.0]])
+        top = top + side + np.array([0.0, -_MOUTH_ABOVE_MM, 3.0])
+        bottom = bottom + side + np.array([0.0, _MOUTH_BELOW_MM, 3.0])
         t = np.linspace(0, 1, self._mouth_rows)[:, None, None]
-        depth = (4.0 + 16.0 * np.sin(np.pi * s)[None, :] * (0.5 + 0.5 * np.sin(np.pi * t[..., 0])))[..., None]
-        grid = top[None] * (1 - t) + bottom[None] * t + depth * np.array([0.0, 0.0, 1.0])
-        return grid.reshape(-1, 3)
+        arch = np.sin(np.pi * s)[None, :]
+        # Deepest in the middle (throat), and bent back at the sides so it stays behind the cheeks.
+        depth = 4.0 + 16.0 * arch * (0.5 + 0.5 * np.sin(np.pi * t[..., 0])) + 16.0 * (1.0 - arch) ** 2
+        grid = top[None] * (1 - t) + bottom[None] * t + depth[..., None] * np.array([0.0, 0.0, 1.0])
+        height = np.linalg.norm(bottom - top, axis=1)[None, :]
+        tt = t[..., 0]
+        aux = np.stack(
+            [np.broadcast_to(s[None, :], height.shape * np.array([len(tt), 1])), tt * height, (1 - tt) * height], -1
+        )
+        return grid.reshape(-1, 3), aux.reshape(-1, 3).astype(np.float32)
 
     # ------------------------------------------------------------------ rendering
     def render(
@@ -602,7 +617,7 @@ class FaceWorld:
             albedo[eye], _ = app.iris_colors(aux[eye], look.iris_color, look.iris_pattern_seed)
         mouth = mat == MATERIAL_MOUTH
         if mouth.any():
-            albedo[mouth] = _mouth_colors(aux[mouth, 0], aux[mouth, 1])
+            albedo[mouth] = _mouth_colors(aux[mouth, 0], aux[mouth, 1], aux[mouth, 2])
         return albedo
 
     def _shade_rgb(self, params, frags, mat, n, view, albedo, W, H) -> np.ndarray:
@@ -870,16 +885,20 @@ def _subset(frags: Fragments, keep: np.ndarray) -> Fragments:
     )
 
 
-def _mouth_colors(s: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Mouth interior albedo from (s across, t down): upper / lower teeth bands, tongue, dark throat."""
-    throat = np.array([0.18, 0.03, 0.03], np.float32)
+def _mouth_colors(s: np.ndarray, below_top_mm: np.ndarray, above_bottom_mm: np.ndarray) -> np.ndarray:
+    """Mouth interior albedo: upper teeth (8 mm visible under the upper lip), lower teeth (4 mm), a tongue
+    towards the bottom and a dark throat in the middle."""
+    throat = np.array([0.16, 0.03, 0.03], np.float32)
     tongue = np.array([0.45, 0.12, 0.12], np.float32)
     teeth = np.array([0.72, 0.68, 0.58], np.float32)
-    centre = np.exp(-0.5 * ((s - 0.5) / 0.22) ** 2)
-    col = throat[None] * (1 - 0.6 * centre[:, None]) + tongue[None] * np.clip((t - 0.55) / 0.3, 0, 1)[:, None]
-    gaps = 0.75 + 0.25 * np.abs(np.cos(np.pi * (s - 0.5) * 9.0))
-    upper = (t < 0.24) & (np.abs(s - 0.5) < 0.42)
-    lower = (t > 0.86) & (np.abs(s - 0.5) < 0.35)
+    centre = np.exp(-0.5 * ((s - 0.5) / 0.2) ** 2)
+    col = throat[None] * (1 - 0.6 * centre[:, None])
+    tongue_w = np.clip((_MOUTH_BELOW_MM + 9.0 - above_bottom_mm) / 6.0, 0, 1) * centre
+    col = col * (1 - tongue_w[:, None]) + tongue[None] * tongue_w[:, None]
+    across = np.abs(s - 0.5)
+    gaps = 0.75 + 0.25 * np.abs(np.cos(np.pi * (s - 0.5) * 14.0))
+    upper = (below_top_mm < _MOUTH_ABOVE_MM + 8.0) & (across < 0.3)
+    lower = (above_bottom_mm < _MOUTH_BELOW_MM + 4.0) & (across < 0.25)
     col[upper | lower] = teeth[None] * gaps[upper | lower][:, None]
     return col.astype(np.float32)
 
