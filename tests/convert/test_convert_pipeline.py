@@ -235,3 +235,14 @@ def test_sigkill_of_the_whole_process_group_at_random_points_then_resume_is_byte
     run_conversion({**base, "output": str(out), "workers": 2})
     assert tree_hashes(out) == tree_hashes(reference)
     assert not list(out.rglob("*.tmp*"))
+
+
+def test_the_rgbd_datamodule_reads_the_output(reference):
+    from src.datamodules.rgbd import RGBDFrames, validate_processed_dataset
+
+    out, report = reference
+    encoding, frames = validate_processed_dataset(out)
+    assert {split: len(ids) for split, ids in frames.items()} == report.accepted
+    sample = RGBDFrames(out, "train", frames["train"], encoding)[0]
+    assert tuple(sample["rgbd"].shape) == (4, 128, 128) and tuple(sample["feature"].shape) == (1, 128, 128)
+    assert sample["frame_id"] == "sessA_000000"
