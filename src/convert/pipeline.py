@@ -33,6 +33,7 @@ from src.io.atomic import remove_stale_temporaries, write_image_atomic, write_te
 from src.io.rgbd_layout import (
     CONFIG_FILE,
     LANDMARK_KIND,
+    PROCESSED_IMAGE_KINDS,
     SPLITS,
     intrinsics_from_config,
     processed_paths,
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 
 STATE_DIR = ".convert_state"
 SETTINGS_FILE = "settings.json"
+PLAN_FILE = "plan.json"
 
 # The original's unprocessed frames are this crop of the Azure Kinect 3072P colour image (x=1050, y=400).
 ORIGINAL_CROP_SIZE = (1900, 2270)  # width, height
@@ -313,6 +315,7 @@ def run_conversion(cfg: ConvertSettings | Mapping[str, Any] | None = None, **ove
     plan = plan_conversion([m for _, m in accepted], settings)
     report.desired_nose_depth_mm = plan.desired_nose_depth_mm
     report.global_scale = plan.global_scale
+    _check_plan(settings.output, plan)
 
     # Pass 2: render every accepted frame whose outputs are not complete yet.
     render_rejects: dict[SourceFrame, dict] = {}
@@ -324,6 +327,9 @@ def run_conversion(cfg: ConvertSettings | Mapping[str, Any] | None = None, **ove
         elif not _outputs_complete(settings.output, frame):
             todo2.append((frame, measurement))
     stats.reused += len(accepted) - len(todo2)
+    if todo2:
+        # config.txt marks a finished dataset: it is (re)written only after the last frame.
+        (settings.output / CONFIG_FILE).unlink(missing_ok=True)
     pass2_started = time.perf_counter()
     for frame, record in _run_tasks(_render_task, todo2, settings, plan, False, "convert 2/2 crop + write", counter):
         stats.rendered += 1
@@ -340,12 +346,37 @@ def run_conversion(cfg: ConvertSettings | Mapping[str, Any] | None = None, **ove
     if report.accepted_total == 0:
         _give_up(settings, report, output_existed)
 
+    _remove_unlisted_outputs(settings.output, {(f.split, f.frame_id) for f, _ in accepted if f not in render_rejects})
     _write_dataset_config(settings, plan, report)
     stats.time_s = time.perf_counter() - started
     stats.frames_per_s = (stats.measured + stats.rendered) / 2 / stats.time_s if stats.time_s > 0 else 0.0
     report.this_run = stats
     _write_json(settings.output / REPORT_FILE, report.to_json())
     return report
+
+
+def _check_plan(root: Path, plan: ConversionPlan) -> None:
+    """Outputs rendered under another plan (the input changed between runs) are redone, never mixed."""
+    path = _state(root) / PLAN_FILE
+    current = {"desired_nose_depth_mm": plan.desired_nose_depth_mm, "global_scale": plan.global_scale}
+    previous = _read_json(path)
+    if previous is not None and previous != current:
+        log.warning("convert: the input changed since the last run (new plan %s): re-rendering every frame", current)
+        for split in SPLITS:
+            shutil.rmtree(root / split, ignore_errors=True)
+        shutil.rmtree(_state(root) / "render_rejected", ignore_errors=True)
+    _write_json(path, current)
+
+
+def _remove_unlisted_outputs(root: Path, keep: set[tuple[str, str]]) -> None:
+    """Delete processed files of frames that are no longer in the input (or no longer accepted)."""
+    for split in SPLITS:
+        for kind in (*PROCESSED_IMAGE_KINDS, LANDMARK_KIND):
+            folder = root / split / kind
+            if folder.is_dir():
+                for path in folder.iterdir():
+                    if path.is_file() and (split, path.stem) not in keep:
+                        path.unlink()
 
 
 def _give_up(settings: ConvertSettings, report: ConversionReport, output_existed: bool) -> None:

@@ -173,10 +173,12 @@ def detector_spec(table_path: Path) -> dict:
     return {"name": "convert_testdata:LookupDetector", "table": str(table_path)}
 
 
-def tree_hashes(root: Path, exclude: tuple[str, ...] = ("conversion_report.json",)) -> dict[str, str]:
-    """sha256 of every file below root (relative path -> digest)."""
+def tree_hashes(
+    root: Path, exclude: tuple[str, ...] = ("conversion_report.json",), dataset_only: bool = False
+) -> dict[str, str]:
+    """sha256 of every file below root (relative path -> digest); `dataset_only` skips the converter's state."""
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name not in exclude
+        if p.is_file() and p.name not in exclude and not (dataset_only and ".convert_state" in p.parts)
     }

@@ -246,3 +246,22 @@ def test_the_rgbd_datamodule_reads_the_output(reference):
     sample = RGBDFrames(out, "train", frames["train"], encoding)[0]
     assert tuple(sample["rgbd"].shape) == (4, 128, 128) and tuple(sample["feature"].shape) == (1, 128, 128)
     assert sample["frame_id"] == "sessA_000000"
+
+
+def test_a_changed_input_is_reconverted_consistently_never_mixed(capture, reference, tmp_path):
+    import shutil
+
+    root, table = capture
+    changed = tmp_path / "changed-capture"
+    shutil.copytree(root, changed)
+    for kind in ("Color", "Depth", "Infrared"):  # the first accepted frame goes: the desired nose depth changes
+        (changed / "train" / kind / "sessA_0.png").unlink()
+    out = tmp_path / "out"
+    shutil.copytree(reference[0], out)  # the output of the full capture
+    report = run_conversion(_cfg((changed, table), out))
+    assert report.accepted == {"train": 4, "eval": 2}
+    fresh = tmp_path / "fresh"
+    run_conversion(_cfg((changed, table), fresh))
+    # The dataset is what a fresh conversion of the new input writes (the state keeps the old frame's record).
+    assert tree_hashes(out, dataset_only=True) == tree_hashes(fresh, dataset_only=True)
+    assert not (out / "train" / "Color" / "sessA_000000.png").exists()
