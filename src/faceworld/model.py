@@ -330,7 +330,7 @@ def _barycentric_on_grid(u: float, v: float, u_axis: np.ndarray, v_axis: np.ndar
 
 
 def build_faceworld_model(rows: int = 120, cols: int = 120) -> FaceWorldModel:
-    """Construct the procedural model (deterministic; about 0.2 s)."""
+    """Construct the procedural model (deterministic; about 0.5 s)."""
     if rows < 40 or cols < 40:
         raise ValueError(f"FaceWorld grid must be at least 40x40, got {rows}x{cols}")
     u_axis, v_axis, eye_row, mouth_row = _grid_axes(rows, cols)
@@ -339,8 +339,10 @@ def build_faceworld_model(rows: int = 120, cols: int = 120) -> FaceWorldModel:
     x_row_eye = x_front[eye_row]
     x_row_mouth = x_front[mouth_row]
 
+    behind = np.cos(theta[0]) < 0  # columns on the back of the head reach the same x: never pick them
+
     def col_of(x_row: np.ndarray, x: float) -> int:
-        return int(np.argmin(np.abs(x_row - x) + 1e3 * (np.cos(theta[0]) < 0)))
+        return int(np.argmin(np.where(behind, np.inf, np.abs(x_row - x))))
 
     eye_cols = []
     for side in (-1.0, 1.0):
