@@ -16,7 +16,8 @@ Render output keys (only what is requested is computed):
     position_map (P,P,3) float32: PRNet-style UV position map: x, y in image pixels, z = (z_head - z) * f /
         z_head in pixels (towards the camera, 0 at the head origin's depth); 0 outside the face UV mask
     uv_texture (S,S,3) uint8 albedo | displacement (S,S) float32 mm | normal_map (S,S,3) uint8 tangent space
-Default extras: "material" is never returned; use "mask" for segmentation.
+The position map covers the UV box `prnet_uv_box()` at `position_map_size`; `uv_keypoint_indices()` gives the
+68 landmarks' (row, col) in it and `uv_face_mask()` its valid texels.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@
   camera (the original's depth-lit crop x=1050, y=400, w=1900, h=2270, scaled to `size`), depth registered
   to colour with the Kinect-like sensor model (noise, holes), IR likewise; split by session.
 Both are deterministic in `seed` whatever the number of workers, write every file atomically and show a
-progress bar.
+progress bar. The processed config's fx, fy, cx, cy are approximate, as for converted real data: each frame is
+its own crop (the principal point moves) and its own scale (the nose-depth normalisation).
 """
 
 from __future__ import annotations
