@@ -175,9 +175,22 @@ def _close_worker() -> None:
         gate.detector.close()
 
 
+def _source_signature(root: Path, frame: SourceFrame) -> dict[str, list[int] | None]:
+    """Size and modification time of a frame's input files: a changed file is measured again on resume."""
+    out: dict[str, list[int] | None] = {}
+    for kind in ("Color", "Depth"):
+        try:
+            stat = frame.paths(root)[kind].stat()
+            out[kind] = [stat.st_size, stat.st_mtime_ns]
+        except OSError:
+            out[kind] = None
+    return out
+
+
 def _measure_task(frame: SourceFrame) -> tuple[SourceFrame, dict]:
     """Pass 1 on one frame; writes and returns its record. Never raises for a bad frame."""
     settings: ConvertSettings = _WORKER["settings"]
+    signature = _source_signature(settings.input, frame)
     try:
         colour, depth = read_frame(frame, settings.input)
         camera = source_camera(_WORKER["intrinsics"], colour.shape[1], colour.shape[0])
@@ -187,6 +200,7 @@ def _measure_task(frame: SourceFrame) -> tuple[SourceFrame, dict]:
         record = {"frame_id": frame.frame_id, "status": "rejected", "reason": err.reason, "message": str(err)}
     except Exception as err:  # one bad frame must never end the run; the report names it
         record = {"frame_id": frame.frame_id, "status": "rejected", "reason": "error", "message": repr(err)}
+    record["source"] = signature
     _write_json(_measure_record_path(settings.output, frame), record)
     return frame, record
 
@@ -282,10 +296,18 @@ def run_conversion(cfg: ConvertSettings | Mapping[str, Any] | None = None, **ove
     todo = []
     for frame in frames:
         record = _read_json(_measure_record_path(settings.output, frame))
-        if record is not None and record.get("frame_id") == frame.frame_id:
+        if (
+            record is not None
+            and record.get("frame_id") == frame.frame_id
+            and record.get("source") == _source_signature(settings.input, frame)
+        ):
             records[frame] = record
         else:
             todo.append(frame)
+            # Whatever an earlier run rendered for this frame came from other input: it is redone.
+            for path in processed_paths(settings.output, frame.split, frame.frame_id).values():
+                path.unlink(missing_ok=True)
+            _render_reject_path(settings.output, frame).unlink(missing_ok=True)
     stats.reused += len(records)
     pass1_started = time.perf_counter()
     for frame, record in _run_tasks(_measure_task, todo, settings, None, True, "convert 1/2 detect + measure", counter):

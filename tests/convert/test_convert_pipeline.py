@@ -265,3 +265,27 @@ def test_a_changed_input_is_reconverted_consistently_never_mixed(capture, refere
     # The dataset is what a fresh conversion of the new input writes (the state keeps the old frame's record).
     assert tree_hashes(out, dataset_only=True) == tree_hashes(fresh, dataset_only=True)
     assert not (out / "train" / "Color" / "sessA_000000.png").exists()
+
+
+def test_a_repaired_frame_is_measured_again_on_resume(capture, tmp_path):
+    import shutil
+
+    from convert_testdata import synthetic_frame
+
+    from src.io.atomic import write_image_atomic
+
+    root, table = capture
+    repaired = tmp_path / "repaired-capture"
+    shutil.copytree(root, repaired)
+    out = tmp_path / "out"
+    # The synthetic heads are not FaceWorld's mean face, so the pose gate is off here.
+    first = run_conversion(_cfg((repaired, table), out, max_pose_deg=None))
+    assert first.rejected["truncated_png"] == 1
+    # sessA_22 was written with half of its colour PNG; a re-copy of the whole file repairs it.
+    write_image_atomic(repaired / "train" / "Color" / "sessA_22.png", synthetic_frame(380, 454, 22).colour_bgr)
+    report = run_conversion(_cfg((repaired, table), out, max_pose_deg=None))
+    assert report.rejected["truncated_png"] == 0 and report.accepted["train"] == first.accepted["train"] + 1
+    assert report.this_run.measured == 1
+    fresh = tmp_path / "fresh"
+    run_conversion(_cfg((repaired, table), fresh, max_pose_deg=None))
+    assert tree_hashes(out, dataset_only=True) == tree_hashes(fresh, dataset_only=True)
