@@ -1,20 +1,21 @@
 """The per-frame steps of the RGBD conversion, in the original's order (see shared/reference/rgbd-face.md).
 
 Pass 1 (`measure_frame`, per frame, independent): the capture's frame gate (src/capture/gate.py: exactly one
-face, 70 landmarks, |yaw|, |pitch|, |roll| within the limit) -> depth hole
-filling in the face region -> nose depth (min non-zero depth in the nose box).
+face, its 70 landmarks, |yaw|, |pitch|, |roll| within the limit) -> depth hole filling in the face region ->
+nose depth = the minimum non-zero depth in the nose box (x from landmark 32 to 34, y from 29 to 32).
 Between passes (`plan_conversion`, once): desired nose depth = the first accepted frame's, per-frame depth
 scale = nose / desired, global scale so the largest depth-scaled face box fits size - 2 * padding.
 Pass 2 (`render_frame`, per frame, independent): scale by depth scale * global scale and crop size x size
 centred on the landmark box -> shift depth so the nose sits at the desired depth -> map
 [nose - depth_padding, nose + face_depth] to levels 1..max (0 = background) -> erode the foreground with a
-(2 * floor(scale) + 1) square -> feature image.
+(2 * floor(scale) + 1) square -> feature image (src/landmarks/drawing.py, the original's exact spec at 512).
 
-Where we differ from the original, on purpose: the colour is low-pass filtered before it is shrunk (the
-original's cubic resize aliases at scale ~0.3), and depth is resampled by normalised interpolation that never
-mixes valid depth with holes or across a silhouette (the original's cubic resize invents depth between the face
-and the background and between depth and holes). Coordinates follow OpenCV's pixel-centre convention exactly:
-a source pixel x lands at scale * (x + 0.5) - 0.5 - crop_x.
+Where we differ from the original, on purpose: holes are filled only on the face (landmark and forehead hull),
+never in the background; the colour is low-pass filtered before it is shrunk (the original's cubic resize
+aliases at scale ~0.3); depth is resampled by normalised interpolation that never mixes valid depth with holes
+or across a silhouette (the original's cubic resize invents depth between face and background); the nose depth
+after cropping ignores holes (the original's takes a plain minimum, so one hole in the nose box made it 0).
+Coordinates follow OpenCV's pixel-centre convention exactly: source pixel x lands at scale * (x + 0.5) - 0.5 - crop_x.
 """
 
 from __future__ import annotations
