@@ -1,16 +1,17 @@
-"""Pieces shared by the FaceWorld writers of the later systems (Head2Head, DG, DFDN, PRNet / faces2one).
+"""Pieces shared by all FaceWorld writers (RGBD, Head2Head, DG, DFDN, PRNet / faces2one).
 
-The job runner, chunking and identity seeds come from the RGBD writer (src/faceworld/writers/rgbd.py) so every
-layout draws the same people for the same seed: identity k of a Head2Head dataset is identity k of an RGBD or
-PRNet dataset written with that seed. What is added here: a per-process world cache keyed by the map sizes the
-layouts need, identity names and splits, the video framing of face-video datasets (one fixed square box per
-video from smoothed per-frame boxes, as Head2Head and VoxCeleb crop), motion transplanting (identity A moved by
-B: the ground truth of every reenactment), small text formats and the eye-gaze image.
+Every writer, the RGBD ones (src/faceworld/writers/rgbd.py) included, uses the one job runner, chunking and
+identity seeds defined here, so every layout draws the same people for the same seed: identity k of a Head2Head
+dataset is identity k of an RGBD or PRNet dataset written with that seed. Also here: a per-process world cache
+keyed by the map sizes the layouts need, identity names and splits, the video framing of face-video datasets (one
+fixed square box per video from smoothed per-frame boxes, as Head2Head and VoxCeleb crop), motion transplanting
+(identity A moved by B: the ground truth of every reenactment), small text formats and the eye-gaze image.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,14 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 from scipy.signal import savgol_filter
+from tqdm import tqdm
 
 from src.faceworld.params import FaceParams
 from src.faceworld.world import FaceWorld
-
-# Private helpers of the RGBD writer reused as they are (one runner for every layout); see the module docstring.
-from src.faceworld.writers.rgbd import _chunks as chunks
-from src.faceworld.writers.rgbd import _identity_seed as identity_seed
-from src.faceworld.writers.rgbd import _run_jobs as run_jobs
 from src.geometry.camera import PinholeCamera
 from src.io.atomic import write_text_atomic
 from src.landmarks.scheme import EYE_LEFT, EYE_RIGHT, NUM_IBUG, PUPILS
@@ -64,6 +61,35 @@ def world_for(uv_size: int = 256, position_map_size: int = 256) -> FaceWorld:
     if key not in _WORLDS:
         _WORLDS[key] = FaceWorld(uv_size=key[0], position_map_size=key[1])
     return _WORLDS[key]
+
+
+def identity_seed(seed: int, index: int) -> int:
+    """The seed of identity `index` of a dataset written with `seed` (independent streams per identity)."""
+    return int(np.random.SeedSequence([int(seed), int(index), 1]).generate_state(1)[0])
+
+
+def chunks(count: int, chunk: int) -> list[tuple[int, int]]:
+    """[start, stop) ranges of at most `chunk` items covering range(count): the unit of work of one job."""
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    return [(s, min(s + chunk, count)) for s in range(0, count, chunk)]
+
+
+def run_jobs(function, jobs: list, workers: int, description: str, total: int, progress: bool) -> None:
+    """Run `function(job)` (returns how many frames it wrote) for every job, in-process for workers <= 1 or on a
+    fork pool; each job derives everything from its own fields, so the output does not depend on `workers`."""
+    bar = tqdm(total=total, desc=description, unit="frame", disable=not progress)
+    try:
+        if workers <= 1:
+            for job in jobs:
+                bar.update(function(job))
+        else:
+            context = mp.get_context("fork")
+            with context.Pool(processes=workers) as pool:
+                for done in pool.imap_unordered(function, jobs):
+                    bar.update(done)
+    finally:
+        bar.close()
 
 
 def identity_name(index: int) -> str:

@@ -18,7 +18,6 @@ its own crop (the principal point moves) and its own scale (the nose-depth norma
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +25,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from src.faceworld.sensor import KinectSensorModel
 from src.faceworld.sequences import talking_head
-from src.faceworld.world import FaceWorld
+from src.faceworld.writers.common import chunks, identity_seed, run_jobs, world_for
 from src.geometry.camera import (
     KINECT_3072P_CX,
     KINECT_3072P_CY,
@@ -54,19 +52,6 @@ PROCESSED_SIZES = (128, 256, 512)
 # The original capture keeps this region of the 4096x3072 colour image (x, y, width, height).
 KINECT_CROP = (1050, 400, 1900, 2270)
 
-_WORKER_WORLD: FaceWorld | None = None
-
-
-def _world() -> FaceWorld:
-    global _WORKER_WORLD
-    if _WORKER_WORLD is None:
-        _WORKER_WORLD = FaceWorld()
-    return _WORKER_WORLD
-
-
-def _identity_seed(seed: int, index: int) -> int:
-    return int(np.random.SeedSequence([int(seed), int(index), 1]).generate_state(1)[0])
-
 
 @dataclass(frozen=True)
 class _ProcessedJob:
@@ -85,12 +70,12 @@ class _ProcessedJob:
 
 
 def _sequence(identity: int, frames: int, fps: float, seed: int) -> list:
-    return talking_head(_world(), _identity_seed(seed, identity), frames, fps=fps, seed=seed)
+    return talking_head(world_for(), identity_seed(seed, identity), frames, fps=fps, seed=seed)
 
 
 def _render_processed(job: _ProcessedJob) -> int:
     torch.set_num_threads(1)
-    world = _world()
+    world = world_for()
     params = _sequence(job.identity, job.frames_per_identity, job.fps, job.seed)
     for index in range(job.start, job.stop):
         p = params[index]
@@ -109,25 +94,6 @@ def _render_processed(job: _ProcessedJob) -> int:
         write_image_atomic(paths["Feature"], draw_feature_image(landmarks, job.size))
         write_text_atomic(paths["Landmark"], format_landmark_file(landmarks))
     return job.stop - job.start
-
-
-def _run_jobs(function, jobs: list, workers: int, description: str, total: int, progress: bool) -> None:
-    bar = tqdm(total=total, desc=description, unit="frame", disable=not progress)
-    try:
-        if workers <= 1:
-            for job in jobs:
-                bar.update(function(job))
-        else:
-            context = mp.get_context("fork")
-            with context.Pool(processes=workers) as pool:
-                for done in pool.imap_unordered(function, jobs):
-                    bar.update(done)
-    finally:
-        bar.close()
-
-
-def _chunks(count: int, chunk: int) -> list[tuple[int, int]]:
-    return [(s, min(s + chunk, count)) for s in range(0, count, chunk)]
 
 
 def write_processed_dataset(
@@ -161,7 +127,7 @@ def write_processed_dataset(
 
     # Pass 1 (landmarks only): the desired nose depth (first frame) and one focal length for all frames such
     # that the largest landmark box, after nose-depth normalisation, fits the crop with its padding.
-    world = _world()
+    world = world_for()
     desired_nose = None
     largest = 0.0
     for identity in range(num_identities):
@@ -180,7 +146,7 @@ def write_processed_dataset(
     chunk = max(4, min(32, frames_per_identity))
     for identity in range(num_identities):
         split = "eval" if identity >= num_identities - eval_identities else "train"
-        for start, stop in _chunks(frames_per_identity, chunk):
+        for start, stop in chunks(frames_per_identity, chunk):
             jobs.append(
                 _ProcessedJob(
                     str(root),
@@ -198,7 +164,7 @@ def write_processed_dataset(
                 )
             )
     total = num_identities * frames_per_identity
-    _run_jobs(_render_processed, jobs, workers, "FaceWorld processed RGBD", total, progress)
+    run_jobs(_render_processed, jobs, workers, "FaceWorld processed RGBD", total, progress)
     write_config(
         root / CONFIG_FILE,
         {
@@ -260,10 +226,10 @@ class _CaptureJob:
 
 def _render_capture(job: _CaptureJob) -> int:
     torch.set_num_threads(1)
-    world = _world()
+    world = world_for()
     params = talking_head(
         world,
-        _identity_seed(job.seed, 1000 + job.session),
+        identity_seed(job.seed, 1000 + job.session),
         job.frames_per_session,
         fps=job.fps,
         seed=job.seed + job.session,
@@ -271,7 +237,7 @@ def _render_capture(job: _CaptureJob) -> int:
         distance_mm=job.distance_mm,
     )
     camera = kinect_crop_camera(job.size)
-    sensor = KinectSensorModel(seed=_identity_seed(job.seed, 5000 + job.session))
+    sensor = KinectSensorModel(seed=identity_seed(job.seed, 5000 + job.session))
     for index in range(job.start, job.stop):
         frame = world.render(params[index], camera, ("rgb", "depth", "ir", "mask"))
         sensed = sensor.apply(frame, camera=camera, frame_index=index)
@@ -310,13 +276,13 @@ def write_unprocessed_capture(
     chunk = max(4, min(32, frames_per_session))
     for session in range(num_sessions):
         split = "eval" if session >= num_sessions - eval_sessions else "train"
-        for start, stop in _chunks(frames_per_session, chunk):
+        for start, stop in chunks(frames_per_session, chunk):
             jobs.append(
                 _CaptureJob(
                     str(root), split, session, start, stop, frames_per_session, tuple(size), fps, seed, distance_mm
                 )
             )
-    _run_jobs(_render_capture, jobs, workers, "FaceWorld Kinect capture", num_sessions * frames_per_session, progress)
+    run_jobs(_render_capture, jobs, workers, "FaceWorld Kinect capture", num_sessions * frames_per_session, progress)
     write_config(
         root / CONFIG_FILE,
         {
