@@ -742,16 +742,25 @@ class FaceWorld:
         return self._uv_mask
 
     def uv_keypoint_indices(self) -> np.ndarray:
-        """(68,2) int (row, col) of the 68 landmarks in the position map (PRNet's uv_kpt_ind, as row/col)."""
+        """(68,2) int (row, col) of the 68 landmarks in the position map (PRNet's uv_kpt_ind, as row/col): the
+        texel nearest each landmark's UV point among the texels of `uv_face_mask()`."""
         mm = self.model
         if mm.uv is None:
             raise ValueError(f"model {mm.name!r} has no UV coordinates")
         uv = np.einsum("lk,lkc->lc", mm.landmark_weights, mm.uv[mm.landmark_vertices])
         u0, u1, v0, v1 = self.prnet_uv_box()
         P = self.position_map_size
-        cols = np.clip(np.round((uv[:, 0] - u0) / (u1 - u0) * P - 0.5), 0, P - 1)
-        rows = np.clip(np.round((uv[:, 1] - v0) / (v1 - v0) * P - 0.5), 0, P - 1)
-        rc = np.stack([rows, cols], 1).astype(np.int64)
+        exact = np.stack([(uv[:, 1] - v0) / (v1 - v0) * P - 0.5, (uv[:, 0] - u0) / (u1 - u0) * P - 0.5], 1)
+        rc = np.clip(np.round(exact), 0, P - 1).astype(np.int64)
+        # The jaw keypoints lie on the face region's edge, so at coarse sizes the nearest texel centre can fall
+        # just outside the mask: take the nearest texel ON the mask instead (a keypoint must index face data).
+        mask = self.uv_face_mask()
+        off = ~mask[rc[:, 0], rc[:, 1]]
+        if off.any():
+            on_rows, on_cols = np.nonzero(mask)
+            for k in np.nonzero(off)[0]:
+                nearest = np.argmin((on_rows - exact[k, 0]) ** 2 + (on_cols - exact[k, 1]) ** 2)
+                rc[k] = (on_rows[nearest], on_cols[nearest])
         # Lower inner-lip points share the upper ones' UV on the slit: show them one texel lower.
         for upper, lower in ((61, 67), (62, 66), (63, 65)):
             if np.all(rc[upper] == rc[lower]):

@@ -153,3 +153,21 @@ def test_contact_sheet_command(tmp_path):
 def test_fast_landmarks_match_the_render(world, frames):
     for p, cam, f in frames:
         np.testing.assert_allclose(cam.to_camera(world.landmarks3d(p)), f["landmarks3d"], atol=1e-3)
+
+
+@pytest.mark.parametrize("size", [64, 128, 256])
+def test_uv_keypoints_lie_on_the_face_mask_at_every_size(size):
+    """The jaw keypoints sit on the face region's edge; rounding their UV to the nearest texel put some just off the
+    mask below 256 (points 2 and 14 at 64, 1 and 15 at 128). Every keypoint must index a face texel, and no closer
+    mask texel may exist than the one chosen (the snap is to the nearest one, not just any)."""
+    world = FaceWorld(position_map_size=size)
+    kpt = world.uv_keypoint_indices()
+    mask = world.uv_face_mask()
+    assert kpt.shape == (68, 2)
+    assert mask[kpt[:, 0], kpt[:, 1]].all(), np.nonzero(~mask[kpt[:, 0], kpt[:, 1]])[0].tolist()
+    # Points on the mask after rounding stay where rounding put them (within one texel of the exact UV point).
+    mm = world.model
+    uv = np.einsum("lk,lkc->lc", mm.landmark_weights, mm.uv[mm.landmark_vertices])
+    u0, u1, v0, v1 = world.prnet_uv_box()
+    exact = np.stack([(uv[:, 1] - v0) / (v1 - v0) * size - 0.5, (uv[:, 0] - u0) / (u1 - u0) * size - 0.5], 1)
+    assert np.abs(kpt - exact).max() < 2.0

@@ -5,8 +5,8 @@ PRNet layout (split BY IDENTITY):
     <root>/faceworld.json                       sizes, z convention, crop rule, splits
     <root>/uv_face_mask.png                     P x P, 255 on the face texels (FaceWorld.uv_face_mask)
     <root>/uv_kpt_ind.txt                       PRNet's format: 2 lines of 68 values, UV column (x) then row (y)
-                                                of the 68 keypoints (FaceWorld.uv_keypoint_indices, moved onto
-                                                the nearest face texel where one rounds off the mask)
+                                                of the 68 keypoints (FaceWorld.uv_keypoint_indices, all on
+                                                the face mask)
     <root>/{train,test}/<id>/<sample:06d>.png           size x size face crop (RGB), default 256
     <root>/{train,test}/<id>/<sample:06d>.npy           (P, P, 3) float32 position map (P = size): x, y in crop
                                                         pixels; z in crop pixels towards the camera, shifted so
@@ -141,19 +141,6 @@ def face_region_mask(position_map: np.ndarray, uv_mask: np.ndarray, width: int, 
 def transplant_appearance(geometry_from: FaceParams, appearance_from: FaceParams) -> FaceParams:
     """`geometry_from`'s face, pose, light and background with `appearance_from`'s albedo (texture)."""
     return geometry_from.replace(albedo_seed=appearance_from.albedo_seed, skin_tone=appearance_from.skin_tone)
-
-
-def keypoint_texels(world: FaceWorld) -> np.ndarray:
-    """(68,2) (row, col) of the keypoints, each moved to the nearest face texel if it lies off the UV face mask
-    (FaceWorld's jaw keypoints can round just off the mask's edge at position-map sizes below 256)."""
-    keypoints = world.uv_keypoint_indices().copy()
-    mask = world.uv_face_mask()
-    rows, cols = np.nonzero(mask)
-    for k, (r, c) in enumerate(keypoints):
-        if not mask[r, c]:
-            nearest = int(np.argmin((rows - r) ** 2 + (cols - c) ** 2))
-            keypoints[k] = (rows[nearest], cols[nearest])
-    return keypoints
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -321,7 +308,7 @@ def write_prnet_dataset(
 
     uv_mask = world.uv_face_mask()
     write_image_atomic(root / "uv_face_mask.png", uv_mask.astype(np.uint8) * 255)
-    keypoints = keypoint_texels(world)
+    keypoints = world.uv_keypoint_indices()
     write_text_atomic(root / "uv_kpt_ind.txt", format_points(keypoints[:, ::-1].T, 1))
     write_json_atomic(
         root / META_FILE,
