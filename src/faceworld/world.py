@@ -501,11 +501,23 @@ class FaceWorld:
         params: FaceParams,
         camera: PinholeCamera | OrthographicCamera,
         modalities: Iterable[str] = ("rgb", "depth", "landmarks"),
+        *,
+        appearance: FaceParams | None = None,
     ) -> dict[str, np.ndarray]:
-        """Render the requested modalities (see the module docstring for keys, dtypes and units)."""
+        """Render the requested modalities (see the module docstring for keys, dtypes and units).
+
+        `appearance` (default: `params`) supplies the painted look: skin / hair / iris albedo and `uv_texture`.
+        Everything geometric stays `params`'s: shape, hair volume, pose, wrinkles (displacement, normal_map and
+        the shading bumps), labels, light and background. So `render(B, cam, appearance=A)` is A's texture on B's
+        geometry with depth, landmarks, mask and position_map identical to B's render (faces2one's truth).
+        """
         mods = self._check_modalities(modalities)
         if not isinstance(camera, (PinholeCamera, OrthographicCamera)):
             raise TypeError(f"camera must be a PinholeCamera or OrthographicCamera, got {type(camera).__name__}")
+        if appearance is None:
+            appearance = params
+        elif not isinstance(appearance, FaceParams):
+            raise TypeError(f"appearance must be FaceParams or None, got {type(appearance).__name__}")
         scene = self.build_scene(params)
         out: dict[str, np.ndarray] = {}
         W, H = camera.width, camera.height
@@ -549,7 +561,7 @@ class FaceWorld:
                         axis=1,
                     )
                     view = -_normalize(rays)
-                albedo = self._albedo(params, frags, mat, aux)
+                albedo = self._albedo(appearance, frags, mat, aux)
             if "rgb" in mods:
                 out["rgb"] = self._shade_rgb(params, frags, mat, n, view, albedo * occlusion[:, None], W, H)
             if "ir" in mods:
@@ -564,7 +576,7 @@ class FaceWorld:
         if "position_map" in mods:
             out["position_map"] = self._position_map(scene, camera)
         if mods & {"uv_texture", "displacement", "normal_map"}:
-            out.update(self._uv_maps(params, mods))
+            out.update(self._uv_maps(params, mods, appearance))
         return out
 
     @staticmethod
@@ -783,13 +795,14 @@ class FaceWorld:
         out[~self.uv_face_mask()] = 0.0
         return out
 
-    def _uv_maps(self, params: FaceParams, mods: set[str]) -> dict[str, np.ndarray]:
+    def _uv_maps(self, params: FaceParams, mods: set[str], appearance: FaceParams) -> dict[str, np.ndarray]:
         if self.procedural is None:
             raise ValueError("uv_texture / displacement / normal_map are painted for FaceWorld's own UV layout only")
         look = self._identity_appearance(params)
         out: dict[str, np.ndarray] = {}
         if "uv_texture" in mods:
-            out["uv_texture"] = np.round(np.power(look.albedo, 1 / DISPLAY_GAMMA) * 255).astype(np.uint8)
+            albedo = self._identity_appearance(appearance).albedo
+            out["uv_texture"] = np.round(np.power(albedo, 1 / DISPLAY_GAMMA) * 255).astype(np.uint8)
         weights = self._wrinkle_weights(params)
         if "displacement" in mods:
             out["displacement"] = np.tensordot(weights, look.wrinkles, axes=1).astype(np.float32)

@@ -171,3 +171,24 @@ def test_uv_keypoints_lie_on_the_face_mask_at_every_size(size):
     u0, u1, v0, v1 = world.prnet_uv_box()
     exact = np.stack([(uv[:, 1] - v0) / (v1 - v0) * size - 0.5, (uv[:, 0] - u0) / (u1 - u0) * size - 0.5], 1)
     assert np.abs(kpt - exact).max() < 2.0
+
+
+def test_appearance_of_one_face_on_the_geometry_of_another(world):
+    """faces2one's truth: render(B, appearance=A) keeps every geometric output of B (hair volume included) and
+    takes A's texture; transplanting A's albedo_seed instead would also move B's hair surface."""
+    a = world.sample_params(21, pose_range_deg=10).replace(hair=True)
+    b = world.sample_params(22, pose_range_deg=10).replace(hair=True)
+    assert world._identity_appearance(a).hair_volume_mm != world._identity_appearance(b).hair_volume_mm
+    cam = world.framing_camera(b, 96)
+    mods = ("rgb", "depth", "landmarks", "mask", "position_map", "uv_texture", "displacement")
+    own = world.render(b, cam, mods)
+    swapped = world.render(b, cam, mods, appearance=a)
+    for key in ("depth_mm", "landmarks2d", "landmarks3d", "mask", "position_map", "displacement"):
+        np.testing.assert_array_equal(swapped[key], own[key], err_msg=key)
+    np.testing.assert_array_equal(swapped["uv_texture"], world.render(a, cam, ("uv_texture",))["uv_texture"])
+    face = own["mask"] == 1
+    assert np.abs(swapped["rgb"][face].astype(int) - own["rgb"][face]).mean() > 3.0
+    seed_swap = world.render(b.replace(albedo_seed=a.albedo_seed), cam, ("depth",))
+    assert not np.array_equal(seed_swap["depth_mm"], own["depth_mm"])
+    with pytest.raises(TypeError, match="appearance"):
+        world.render(b, cam, ("rgb",), appearance="A")

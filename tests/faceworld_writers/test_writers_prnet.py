@@ -81,3 +81,15 @@ def test_faces2one_truth_changes_only_the_face_region(dataset: Path):
         assert np.abs(transfer - source).mean() > 5.0  # B's pose and background, not A's frame
         posmap = np.load(pair / "reference_posmap" / f"{frame}.npy")
         assert posmap.shape == (SIZE, SIZE, 3)
+
+
+def test_faces2one_videos_keep_each_identitys_hair():
+    """The transfer truth renders B's geometry with A's appearance, so the videos no longer drop the hair."""
+    from src.faceworld.writers.common import identity_seed
+    from src.faceworld.writers.prnet import _transfer_video
+
+    world = world_for(256, SIZE)
+    for identity in range(6):
+        video = _transfer_video(world, identity, 2, 15.0, 0)
+        assert all(p.hair == world.neutral_params(identity_seed(0, identity)).hair for p in video)
+    assert any(world.neutral_params(identity_seed(0, k)).hair for k in range(6))

@@ -30,8 +30,8 @@ identities, each identity's split recorded in faceworld.json):
         face_mask/<frame:06d>.png               255 on B's face region (the UV face mask's image in the frame)
         source_posmap/<frame:06d>.npy           true position maps of both videos in frame pixels (z as above)
         reference_posmap/<frame:06d>.npy
-Both videos are rendered without hair: FaceWorld derives the hair volume (geometry) from the same appearance key
-as the albedo, so with hair, "A's texture on B's geometry" would also move B's hairline (see the report).
+The transfer is rendered with FaceWorld.render(B, ..., appearance=A): A's albedo on B's geometry, hair volume
+included, so the transfer's face region, landmarks and depth are exactly B's.
 Each video is framed by one fixed square box (smoothed per-frame boxes, larger margin than a face crop).
 Deterministic in `seed` whatever the number of workers; every file is written atomically; progress bar.
 """
@@ -138,11 +138,6 @@ def face_region_mask(position_map: np.ndarray, uv_mask: np.ndarray, width: int, 
     return frags.scatter(np.ones(len(frags.pixel), bool), False, bool)
 
 
-def transplant_appearance(geometry_from: FaceParams, appearance_from: FaceParams) -> FaceParams:
-    """`geometry_from`'s face, pose, light and background with `appearance_from`'s albedo (texture)."""
-    return geometry_from.replace(albedo_seed=appearance_from.albedo_seed, skin_tone=appearance_from.skin_tone)
-
-
 def _save_npy(path: Path, array: np.ndarray) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.save(handle, array)
@@ -216,7 +211,7 @@ class _TransferJob:
             stem = f"{index:06d}"
             source = world.render(donor[index], self.donor_camera, ("rgb", "position_map"))
             reference = world.render(target[index], self.target_camera, ("rgb", "position_map"))
-            swapped = world.render(transplant_appearance(target[index], donor[index]), self.target_camera, ("rgb",))
+            swapped = world.render(target[index], self.target_camera, ("rgb",), appearance=donor[index])
             region = face_region_mask(reference["position_map"], uv_mask, size, size)
             transfer = np.where(region[..., None], swapped["rgb"], reference["rgb"])
             write_image_atomic(folder / "source" / f"{stem}.png", rgb_to_bgr(source["rgb"]))
@@ -232,9 +227,8 @@ class _TransferJob:
 
 
 def _transfer_video(world: FaceWorld, identity: int, frames: int, fps: float, seed: int) -> list[FaceParams]:
-    """A talking-head video of one identity without hair (see the module docstring)."""
-    params = talking_head(world, identity_seed(seed, identity), frames, fps=fps, seed=seed + 1)
-    return [p.replace(hair=False) for p in params]
+    """A talking-head video of one identity (the same person as in the other layouts for this seed)."""
+    return talking_head(world, identity_seed(seed, identity), frames, fps=fps, seed=seed + 1)
 
 
 def _execute(job: _PairJob | _TransferJob) -> int:
@@ -332,8 +326,8 @@ def write_prnet_dataset(
             "uv_face_mask_texels": int(uv_mask.sum()),
             "faces2one_pairs": [f"{identity_name(a)}_{identity_name(b)}" for a, b in pairs],
             "faces2one_frames": transfer_frames if pairs else 0,
-            "faces2one_truth": "B's geometry, pose, light, background with A's albedo inside B's face region; "
-            "both videos without hair",
+            "faces2one_truth": "B's geometry (hair volume included), pose, light, background with A's albedo "
+            "inside B's face region",
             "fps": fps,
         },
     )
