@@ -67,7 +67,8 @@ def test_every_rejection_is_counted_by_reason_and_accepted_frames_are_written(re
     expected = {"no_face": 1, "multiple_faces": 1, "truncated_png": 1, "missing_depth": 1, "depth_not_16bit": 1}
     expected.update(unreadable=1, pose_out_of_range=1)
     assert {k: v for k, v in report.rejected.items() if v} == expected
-    assert "yaw 2" in next(r["message"] for r in report.rejected_frames if r["reason"] == "pose_out_of_range")
+    pose_message = next(r["message"] for r in report.rejected_frames if r["reason"] == "pose_out_of_range")
+    assert pose_message.startswith("head pose yaw") and pose_message.endswith("exceeds 10.0 deg")
     saved = json.loads((out / "conversion_report.json").read_text())
     assert saved["rejected"] == report.rejected and saved["accepted_total"] == 7
     assert {r["frame_id"] for r in saved["rejected_frames"]} == {f"sessA_{i:06d}" for i in range(19, 26)}
