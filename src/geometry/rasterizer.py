@@ -144,6 +144,7 @@ def rasterize(
     b = ((xk - xj) * inv_area).astype(np.float32)
     base = (((xk - xj) * (by[:, None] - yj) - (yk - yj) * (bx[:, None] - xj)) * inv_area).astype(np.float32)
     depth_coef = (1.0 / z if perspective else z).astype(np.float32)
+    base_t, a_t, b_t = np.ascontiguousarray(base.T), np.ascontiguousarray(a.T), np.ascontiguousarray(b.T)
 
     # Candidates: triangles are bucketed by their exact box size (most cover 1-3 pixels a side at face
     # resolutions), so each bucket tests all its offsets by broadcasting, without per-candidate gathers.
@@ -177,7 +178,7 @@ def rasterize(
             dx_i = local - dy_i * bw
             dx = dx_i.astype(np.float32)
             dy = dy_i.astype(np.float32)
-            ws = [base[owner, i] + a[owner, i] * dx + b[owner, i] * dy for i in range(3)]
+            ws = [base_t[i][owner] + a_t[i][owner] * dx + b_t[i][owner] * dy for i in range(3)]
             keep_c = np.flatnonzero((ws[0] >= _EDGE_EPS) & (ws[1] >= _EDGE_EPS) & (ws[2] >= _EDGE_EPS))
             tri_parts.append(owner[keep_c])
             dx_parts.append(dx_i[keep_c])
@@ -190,15 +191,17 @@ def rasterize(
     dy_i = np.concatenate(dy_parts)
     w = np.concatenate(w_parts)
     np.clip(w, 0.0, None, out=w)
-    w /= w.sum(axis=1, keepdims=True)
+    # Explicit column sums: numpy's sum(axis=1) over 3 columns is several times slower (same result).
+    w /= (w[:, 0] + w[:, 1] + w[:, 2])[:, None]
     c = np.take(depth_coef, owner, axis=0)
 
     if perspective:
         w_over_z = w * c
-        depth = 1.0 / w_over_z.sum(axis=1)
+        depth = 1.0 / (w_over_z[:, 0] + w_over_z[:, 1] + w_over_z[:, 2])
         bary = w_over_z * depth[:, None]
     else:
-        depth = (w * c).sum(axis=1)
+        wc = w * c
+        depth = wc[:, 0] + wc[:, 1] + wc[:, 2]
         bary = w
     pixel = (np.take(by, owner).astype(np.int64) + dy_i) * width + np.take(bx, owner).astype(np.int64) + dx_i
 
