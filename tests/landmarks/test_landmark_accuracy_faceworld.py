@@ -1,7 +1,8 @@
 """Detector accuracy against FaceWorld ground truth (NME by outer-eye-corner distance) and on a real photo.
 
 Measured (python -m src.landmarks.detectors.evaluate, 30 FaceWorld faces at 256 px, |yaw| <= 15 deg):
-mediapipe NME 0.050 (seed 0) / 0.054 (seed 1) over 70 points, pupils 0.014; classical 0.097 / 0.114 (found 24/30, 26/30) after refitting the box template on the current FaceWorld.
+mediapipe NME 0.050 (seed 0) / 0.054 (seed 1) over 70 points, pupils 0.014; classical 0.097 / 0.114
+(found 24/30, 26/30) after refitting the box template on the current FaceWorld.
 The thresholds below sit a little above what the 12 test faces give (mediapipe 0.053, classical 0.136).
 """
 
