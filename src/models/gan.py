@@ -211,6 +211,8 @@ class GANModule(LightningModule):
     @contextlib.contextmanager
     def generator_replaced(self, generator: nn.Module) -> Iterator[None]:
         """Evaluate another generator (an untrained G, a baseline) through this module's val / test code."""
+        # Same eval-mode semantics as our own G, so the comparison is fair.
+        set_norm_inference_mode(generator, self.inference_norm, self.inference_dropout)
         # object.__setattr__: a temporary reference, not a registered submodule (it must not enter state_dict)
         object.__setattr__(self, "_generator_override", generator.to(self.device))
         try:

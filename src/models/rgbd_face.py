@@ -38,6 +38,12 @@ log = logging.getLogger(__name__)
 
 DEPTH_MASK_RULES = ("prediction", "original")
 DEPTH = slice(3, 4)
+# Generated depth below this ([-1, 1] units) is background. Real faces never get there: the encoding keeps a
+# padding in front of the nose (original 8-bit: 20 of 220 mm -> faces start at -0.82; FaceWorld / 16-bit 20 of
+# 100 mm -> -0.6), so the cut sits inside that empty band. A cut at level 0 itself (-1 + 1/255) would ask tanh to
+# saturate before any pixel counts as background, which a short training never reaches (measured: the whole
+# quick-start image stayed "face"). Targets are unaffected (their background is exactly -1).
+GENERATED_BACKGROUND_THRESHOLD = -0.9
 
 
 def mask_background(rgbd: torch.Tensor, threshold: float = BACKGROUND_THRESHOLD) -> torch.Tensor:
@@ -54,7 +60,7 @@ def mask_background_straight_through(rgbd: torch.Tensor, threshold: float = BACK
 class MaskedGenerator(nn.Module):
     """G followed by the inference depth-as-mask rule: the deployable RGBD generator (traceable)."""
 
-    def __init__(self, generator: nn.Module, threshold: float = BACKGROUND_THRESHOLD) -> None:
+    def __init__(self, generator: nn.Module, threshold: float = GENERATED_BACKGROUND_THRESHOLD) -> None:
         super().__init__()
         self.generator = generator
         self.threshold = threshold
@@ -79,12 +85,12 @@ class MeanFaceGenerator(nn.Module):
         return self.mean_rgbd.expand(feature.shape[0], -1, -1, -1).to(feature.dtype)
 
     @classmethod
-    def from_batches(cls, batches: Any, threshold: float = BACKGROUND_THRESHOLD) -> MeanFaceGenerator:
+    def from_batches(cls, batches: Any, threshold: float = GENERATED_BACKGROUND_THRESHOLD) -> MeanFaceGenerator:
         colour_sum = depth_sum = depth_count = None
         frames = 0
         for batch in batches:
-            target = mask_background(batch["rgbd"].double(), threshold)
-            foreground = (target[:, DEPTH] > threshold).double()
+            target = mask_background(batch["rgbd"].double())
+            foreground = (target[:, DEPTH] > BACKGROUND_THRESHOLD).double()
             colour, depth = target[:, :3].sum(0), (target[:, DEPTH] * foreground).sum(0)
             count = foreground.sum(0)
             if colour_sum is None:
@@ -105,7 +111,7 @@ class RGBDFaceModule(GANModule):
     """Conditional pix2pix for RGBD faces; see the module docstring. Extra arguments over GANModule:
 
     depth_mask_rule: "prediction" (default) or "original" (see the module docstring).
-    background_threshold: depth below this ([-1, 1] units) is background; default: half an 8-bit level.
+    background_threshold: generated depth below this ([-1, 1] units) is background (GENERATED_BACKGROUND_THRESHOLD).
     lpips_metric: optional `_target_` config of src.metrics.LPIPSMetric for val / test (needs backbone weights;
         when they are missing the metric is skipped with a warning, never silently).
     """
@@ -128,7 +134,7 @@ class RGBDFaceModule(GANModule):
         self,
         *args: Any,
         depth_mask_rule: str = "prediction",
-        background_threshold: float = BACKGROUND_THRESHOLD,
+        background_threshold: float = GENERATED_BACKGROUND_THRESHOLD,
         lpips_metric: Mapping | None = None,
         **kwargs: Any,
     ) -> None:
@@ -154,10 +160,10 @@ class RGBDFaceModule(GANModule):
             fake, target = apply_depth_mask(raw, real, self.background_threshold)
         elif self.training:
             fake = mask_background_straight_through(raw, self.background_threshold)
-            target = mask_background(real, self.background_threshold)
+            target = mask_background(real)  # real background is exactly level 0
         else:
             fake = mask_background(raw, self.background_threshold)
-            target = mask_background(real, self.background_threshold)
+            target = mask_background(real)
         return {"rgbd": fake, "target": target}
 
     def _discriminate(self, condition: torch.Tensor, rgbd: torch.Tensor) -> Any:
