@@ -57,6 +57,8 @@ def _one_line(err: BaseException) -> str:
     lines, full_key = [], None
     for raw in str(err).splitlines():
         line = raw.strip()
+        if line.startswith("Config search path"):
+            break  # Hydra's search-path dump: noise for a user who mistyped an option
         if not line:
             continue
         if line.startswith("full_key:"):
@@ -64,7 +66,7 @@ def _one_line(err: BaseException) -> str:
         if line.startswith(_OMEGACONF_NOISE) or line.startswith("Set the environment variable HYDRA_FULL_ERROR"):
             continue
         lines.append(line)
-    text = "; ".join(lines).replace(":; ", ": ") or type(err).__name__
+    text = "; ".join(lines).replace(":; ", ": ").replace(".; ", "; ") or type(err).__name__
     if full_key and full_key not in text:
         text += f" (key: {full_key})"
     return text

@@ -88,7 +88,10 @@ def _truncated_dataset(dataset: Path, tmp_path: Path) -> Path:
 
 
 BAD_INPUTS = {
-    "unknown experiment": (lambda d, t: ["train.py", "experiment=nope"], "Could not find 'experiment/nope'"),
+    "unknown experiment": (
+        lambda d, t: ["train.py", "experiment=nope"],
+        "Could not find 'experiment/nope'; Available options in 'experiment': rgbd_face",
+    ),
     "missing key": (lambda d, t: ["train.py", "model.loss_weights.nope=1"], "Key 'nope' is not in struct"),
     "missing ckpt": (lambda d, t: ["eval.py"], "ckpt is required"),
     "another model": (lambda d, t: ["eval.py", f"ckpt={_other_model_checkpoint(t)}"], "holds a src.models.dfdn"),
