@@ -432,24 +432,15 @@ def build_faceworld_model(rows: int = 120, cols: int = 120) -> FaceWorldModel:
         set_front(27 + k, 0.0, y)
     for k, (x, y) in enumerate(((-12.0, 34.5), (-6.0, 37.0), (0.0, SUBNASALE_Y), (6.0, 37.0), (12.0, 34.5))):
         set_front(31 + k, x, y)
-    # Eyes: corners and lid points on the slit row (upper = original vertex, lower = duplicate).
-    for side_index, (c0, c1) in enumerate(eye_cols):
+    # Eyes: corners and lid points on the slit row (upper = original vertex, lower = duplicate). Both eyes run
+    # clockwise in the image from their column c0: subject's right eye (image left) 36 outer (c0) .. 39 inner (c1),
+    # left eye 42 inner (c0) .. 45 outer (c1); then the lower lid back from c1 (40/46 under b, 41/47 under a).
+    for first, (c0, c1) in zip((36, 42), eye_cols):
         third = (c1 - c0) / 3.0
         a_col, b_col = round(c0 + third), round(c0 + 2 * third)
-        if side_index == 0:  # subject's right eye, image left: 36 outer (c0) .. 39 inner (c1)
-            set_vertex(36, vertex_at(eye_row, c0, False))
-            set_vertex(37, vertex_at(eye_row, a_col, False))
-            set_vertex(38, vertex_at(eye_row, b_col, False))
-            set_vertex(39, vertex_at(eye_row, c1, False))
-            set_vertex(40, vertex_at(eye_row, b_col, True))
-            set_vertex(41, vertex_at(eye_row, a_col, True))
-        else:  # 42 inner (c0) .. 45 outer (c1)
-            set_vertex(42, vertex_at(eye_row, c0, False))
-            set_vertex(43, vertex_at(eye_row, a_col, False))
-            set_vertex(44, vertex_at(eye_row, b_col, False))
-            set_vertex(45, vertex_at(eye_row, c1, False))
-            set_vertex(46, vertex_at(eye_row, b_col, True))
-            set_vertex(47, vertex_at(eye_row, a_col, True))
+        lid_points = ((c0, False), (a_col, False), (b_col, False), (c1, False), (b_col, True), (a_col, True))
+        for offset, (col, lower) in enumerate(lid_points):
+            set_vertex(first + offset, vertex_at(eye_row, col, lower))
     # Mouth: outer contour on the vermilion border, inner contour on the slit vertices.
     w = MOUTH_HALF_WIDTH
     set_front(48, -(w + 2.0), MOUTH_Y)
