@@ -38,8 +38,42 @@ def _check_extrinsics(rotation: np.ndarray, translation: np.ndarray) -> tuple[np
     return R, t
 
 
+class _PosedCamera:
+    """What both cameras share: validated extrinsics and the world -> camera -> pixel chain around each
+    camera's own `project_camera`. Subclasses are frozen dataclasses with width, height, rotation, translation."""
+
+    width: int
+    height: int
+    rotation: np.ndarray
+    translation: np.ndarray
+
+    def _freeze_checked_extrinsics_and_size(self) -> None:
+        """Store rotation / translation as validated float64 arrays and the size as ints (frozen dataclass)."""
+        R, t = _check_extrinsics(self.rotation, self.translation)
+        object.__setattr__(self, "rotation", R)
+        object.__setattr__(self, "translation", t)
+        object.__setattr__(self, "width", int(self.width))
+        object.__setattr__(self, "height", int(self.height))
+
+    @property
+    def center(self) -> np.ndarray:
+        """Camera centre in world coordinates."""
+        return -self.rotation.T @ self.translation
+
+    def to_camera(self, points_world: np.ndarray) -> np.ndarray:
+        """World (N,3) mm -> camera space (N,3) mm."""
+        return np.asarray(points_world, dtype=np.float64) @ self.rotation.T + self.translation
+
+    def project_camera(self, points_cam: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def project(self, points_world: np.ndarray) -> np.ndarray:
+        """World (N,3) -> (N,2) pixels."""
+        return self.project_camera(self.to_camera(points_world))[:, :2]
+
+
 @dataclass(frozen=True)
-class PinholeCamera:
+class PinholeCamera(_PosedCamera):
     """Perspective camera: u = fx * x / z + cx, v = fy * y / z + cy (camera-space mm, z > 0 in front)."""
 
     fx: float
@@ -55,11 +89,7 @@ class PinholeCamera:
         _check_size(self.width, self.height)
         if not (self.fx > 0 and self.fy > 0):
             raise ValueError(f"focal lengths must be positive, got fx={self.fx}, fy={self.fy}")
-        R, t = _check_extrinsics(self.rotation, self.translation)
-        object.__setattr__(self, "rotation", R)
-        object.__setattr__(self, "translation", t)
-        object.__setattr__(self, "width", int(self.width))
-        object.__setattr__(self, "height", int(self.height))
+        self._freeze_checked_extrinsics_and_size()
 
     is_orthographic = False
 
@@ -88,25 +118,12 @@ class PinholeCamera:
         """The 3x3 intrinsic matrix K (OpenCV)."""
         return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
 
-    @property
-    def center(self) -> np.ndarray:
-        """Camera centre in world coordinates."""
-        return -self.rotation.T @ self.translation
-
-    def to_camera(self, points_world: np.ndarray) -> np.ndarray:
-        """World (N,3) mm -> camera space (N,3) mm."""
-        return np.asarray(points_world, dtype=np.float64) @ self.rotation.T + self.translation
-
     def project_camera(self, points_cam: np.ndarray) -> np.ndarray:
         """Camera-space (N,3) -> (N,3): pixel x, pixel y and depth z (mm)."""
         p = np.asarray(points_cam, dtype=np.float64)
         z = p[:, 2]
         safe = np.where(np.abs(z) > 1e-9, z, 1e-9)
         return np.stack([self.fx * p[:, 0] / safe + self.cx, self.fy * p[:, 1] / safe + self.cy, z], axis=1)
-
-    def project(self, points_world: np.ndarray) -> np.ndarray:
-        """World (N,3) -> (N,2) pixels."""
-        return self.project_camera(self.to_camera(points_world))[:, :2]
 
     def unproject(self, pixels: np.ndarray, depth_mm: np.ndarray) -> np.ndarray:
         """Pixels (N,2) with depths z (N,) -> camera-space points (N,3)."""
@@ -138,7 +155,7 @@ class PinholeCamera:
 
 
 @dataclass(frozen=True)
-class OrthographicCamera:
+class OrthographicCamera(_PosedCamera):
     """Orthographic camera: u = scale * x + cx, v = scale * y + cy; depth is camera-space z (mm).
 
     `scale` is pixels per mm. Used for the NMFC image (Head2Head fits an orthographic camera).
@@ -158,11 +175,7 @@ class OrthographicCamera:
         _check_size(self.width, self.height)
         if not self.scale > 0:
             raise ValueError(f"orthographic scale must be positive, got {self.scale}")
-        R, t = _check_extrinsics(self.rotation, self.translation)
-        object.__setattr__(self, "rotation", R)
-        object.__setattr__(self, "translation", t)
-        object.__setattr__(self, "width", int(self.width))
-        object.__setattr__(self, "height", int(self.height))
+        self._freeze_checked_extrinsics_and_size()
 
     @classmethod
     def matching(cls, camera: PinholeCamera, depth_mm: float) -> OrthographicCamera:
@@ -179,19 +192,9 @@ class OrthographicCamera:
             translation=camera.translation,
         )
 
-    @property
-    def center(self) -> np.ndarray:
-        return -self.rotation.T @ self.translation
-
-    def to_camera(self, points_world: np.ndarray) -> np.ndarray:
-        return np.asarray(points_world, dtype=np.float64) @ self.rotation.T + self.translation
-
     def project_camera(self, points_cam: np.ndarray) -> np.ndarray:
         p = np.asarray(points_cam, dtype=np.float64)
         return np.stack([self.scale * p[:, 0] + self.cx, self.scale * p[:, 1] + self.cy, p[:, 2]], axis=1)
-
-    def project(self, points_world: np.ndarray) -> np.ndarray:
-        return self.project_camera(self.to_camera(points_world))[:, :2]
 
     def unproject(self, pixels: np.ndarray, depth_mm: np.ndarray) -> np.ndarray:
         px = np.asarray(pixels, dtype=np.float64)
