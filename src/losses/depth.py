@@ -51,8 +51,9 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-class DepthL1Loss(nn.Module):
-    """Mean |pred - target| depth in millimetres over the face mask (default: the target's foreground)."""
+class _MaskedDepthLoss(nn.Module):
+    """Settings and input handling the depth losses share: the depth of pred and target and the mask to compare
+    them in (the caller's, or else the target's foreground)."""
 
     def __init__(
         self,
@@ -62,16 +63,35 @@ class DepthL1Loss(nn.Module):
         threshold: float = BACKGROUND_THRESHOLD,
     ) -> None:
         super().__init__()
-        if mm_per_unit <= 0:
-            raise ValueError(f"mm_per_unit must be > 0, got {mm_per_unit}")
         self.mm_per_unit = mm_per_unit
         self.weight = weight
         self.depth_channel = depth_channel
         self.threshold = threshold
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def _depths_and_mask(
+        self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         pred_d, target_d = select_depth(pred, self.depth_channel), select_depth(target, self.depth_channel)
         mask = foreground_mask(target_d, self.threshold) if mask is None else mask.bool()
+        return pred_d, target_d, mask
+
+
+class DepthL1Loss(_MaskedDepthLoss):
+    """Mean |pred - target| depth in millimetres over the face mask (default: the target's foreground)."""
+
+    def __init__(
+        self,
+        mm_per_unit: float,
+        weight: float = 1.0,
+        depth_channel: int | None = None,
+        threshold: float = BACKGROUND_THRESHOLD,
+    ) -> None:
+        super().__init__(mm_per_unit, weight, depth_channel, threshold)
+        if mm_per_unit <= 0:
+            raise ValueError(f"mm_per_unit must be > 0, got {mm_per_unit}")
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        pred_d, target_d, mask = self._depths_and_mask(pred, target, mask)
         return self.weight * _masked_mean((pred_d - target_d).abs() * self.mm_per_unit, mask)
 
 
@@ -82,26 +102,12 @@ def depth_gradients(depth: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tens
     return dx, dy, mask[..., :, 1:] & mask[..., :, :-1], mask[..., 1:, :] & mask[..., :-1, :]
 
 
-class DepthGradientLoss(nn.Module):
+class DepthGradientLoss(_MaskedDepthLoss):
     """L1 between the depth gradients (mm per pixel) of pred and target, inside the mask: penalises wrong
     relief (wrinkles, nose slope) even when the absolute depth is offset."""
 
-    def __init__(
-        self,
-        mm_per_unit: float,
-        weight: float = 1.0,
-        depth_channel: int | None = None,
-        threshold: float = BACKGROUND_THRESHOLD,
-    ) -> None:
-        super().__init__()
-        self.mm_per_unit = mm_per_unit
-        self.weight = weight
-        self.depth_channel = depth_channel
-        self.threshold = threshold
-
     def forward(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        pred_d, target_d = select_depth(pred, self.depth_channel), select_depth(target, self.depth_channel)
-        mask = foreground_mask(target_d, self.threshold) if mask is None else mask.bool()
+        pred_d, target_d, mask = self._depths_and_mask(pred, target, mask)
         pdx, pdy, mx, my = depth_gradients(pred_d * self.mm_per_unit, mask)
         tdx, tdy, _, _ = depth_gradients(target_d * self.mm_per_unit, mask)
         count = (mx.sum() + my.sum()).clamp_min(1).to(pred.dtype)
@@ -122,7 +128,7 @@ def depth_to_normals(depth_mm: torch.Tensor, mm_per_pixel: float, mask: torch.Te
     return normals, valid
 
 
-class NormalConsistencyLoss(nn.Module):
+class NormalConsistencyLoss(_MaskedDepthLoss):
     """Mean (1 - cos) between surface normals of pred and target depth inside the mask (scale-free shading cue).
 
     ``mm_per_pixel`` is the lateral pixel size at the face (e.g. ~0.5 mm for a 512 crop of a ~250 mm face).
@@ -136,18 +142,13 @@ class NormalConsistencyLoss(nn.Module):
         depth_channel: int | None = None,
         threshold: float = BACKGROUND_THRESHOLD,
     ) -> None:
-        super().__init__()
+        super().__init__(mm_per_unit, weight, depth_channel, threshold)
         if mm_per_unit <= 0 or mm_per_pixel <= 0:
             raise ValueError(f"mm_per_unit and mm_per_pixel must be > 0, got {mm_per_unit}, {mm_per_pixel}")
-        self.mm_per_unit = mm_per_unit
         self.mm_per_pixel = mm_per_pixel
-        self.weight = weight
-        self.depth_channel = depth_channel
-        self.threshold = threshold
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        pred_d, target_d = select_depth(pred, self.depth_channel), select_depth(target, self.depth_channel)
-        mask = foreground_mask(target_d, self.threshold) if mask is None else mask.bool()
+        pred_d, target_d, mask = self._depths_and_mask(pred, target, mask)
         pred_n, valid = depth_to_normals(pred_d * self.mm_per_unit, self.mm_per_pixel, mask)
         target_n, _ = depth_to_normals(target_d * self.mm_per_unit, self.mm_per_pixel, mask)
         cosine = (pred_n * target_n).sum(1, keepdim=True)
