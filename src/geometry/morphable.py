@@ -162,6 +162,42 @@ def _fix_winding(mean: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     return triangles
 
 
+def _model_from_y_up(
+    name: str,
+    mean: np.ndarray,
+    triangles: np.ndarray,
+    identity_basis: np.ndarray,
+    identity_variance: np.ndarray,
+    expression_basis: np.ndarray,
+    expression_variance: np.ndarray,
+    landmark_vertex_indices: np.ndarray,
+    scale_to_mm: float,
+    vertex_albedo: np.ndarray | None = None,
+    uv: np.ndarray | None = None,
+) -> MorphableModel:
+    """A MorphableModel from a file's y-up, z-towards-viewer arrays (mean flat 3N, bases 3N x K, PCA variances):
+    flipped into the project's model space, scaled to mm, outward winding, expressions expr_i valid in [-3, 3]."""
+    n = mean.size // 3
+    mean3 = _flip_from_y_up(mean.reshape(n, 3)) * scale_to_mm
+    lv, lw = landmarks_from_vertex_indices(landmark_vertex_indices)
+    k_exp = expression_basis.shape[1]
+    return MorphableModel(
+        mean=mean3,
+        triangles=_fix_winding(mean3, np.asarray(triangles, dtype=np.int64)),
+        identity_basis=_flip_basis_from_y_up(identity_basis, n) * scale_to_mm,
+        identity_std=np.sqrt(np.maximum(identity_variance, 0.0)),
+        expression_basis=_flip_basis_from_y_up(expression_basis, n) * scale_to_mm,
+        expression_std=np.sqrt(np.maximum(expression_variance, 0.0)),
+        expression_names=tuple(f"expr_{i}" for i in range(k_exp)),
+        expression_ranges=np.tile([[-3.0, 3.0]], (k_exp, 1)),
+        landmark_vertices=lv,
+        landmark_weights=lw,
+        uv=uv,
+        vertex_albedo=vertex_albedo,
+        name=name,
+    )
+
+
 def load_bfm2017_h5(
     path: str | os.PathLike,
     *,
@@ -224,24 +260,8 @@ def load_bfm2017_h5(
     lm = np.asarray(landmark_vertex_indices, dtype=np.int64).reshape(-1)
     if lm.size != NUM_MODEL_LANDMARKS:
         raise ValueError(f"{p}: expected {NUM_MODEL_LANDMARKS} landmark vertex indices, got {lm.size}")
-    mean3 = _flip_from_y_up(mean.reshape(n, 3)) * scale_to_mm
-    tris = _fix_winding(mean3, np.asarray(tris, dtype=np.int64))
-    lv, lw = landmarks_from_vertex_indices(lm)
-    k_exp = exp_basis.shape[1]
-    return MorphableModel(
-        mean=mean3,
-        triangles=tris,
-        identity_basis=_flip_basis_from_y_up(basis, n) * scale_to_mm,
-        identity_std=np.sqrt(np.maximum(variance, 0.0)),
-        expression_basis=_flip_basis_from_y_up(exp_basis, n) * scale_to_mm,
-        expression_std=np.sqrt(np.maximum(exp_var, 0.0)),
-        expression_names=tuple(f"expr_{i}" for i in range(k_exp)),
-        expression_ranges=np.tile([[-3.0, 3.0]], (k_exp, 1)),
-        landmark_vertices=lv,
-        landmark_weights=lw,
-        vertex_albedo=None if albedo is None else np.clip(albedo, 0.0, 1.0),
-        name=p.stem,
-    )
+    albedo = None if albedo is None else np.clip(albedo, 0.0, 1.0)
+    return _model_from_y_up(p.stem, mean, tris, basis, variance, exp_basis, exp_var, lm, scale_to_mm, albedo)
 
 
 def read_eos_landmark_mapping(path: str | os.PathLike) -> np.ndarray:
@@ -313,21 +333,4 @@ def load_eos_model(
     lm = read_eos_landmark_mapping(landmark_mapping)
     if lm.max() >= n:
         raise ValueError(f"{landmark_mapping}: landmark vertex {int(lm.max())} is outside the {n}-vertex model {p}")
-    mean3 = _flip_from_y_up(mean.reshape(n, 3)) * scale_to_mm
-    lv, lw = landmarks_from_vertex_indices(lm)
-    k_exp = exp_basis.shape[1]
-    return MorphableModel(
-        mean=mean3,
-        triangles=_fix_winding(mean3, tris),
-        identity_basis=_flip_basis_from_y_up(basis, n) * scale_to_mm,
-        identity_std=np.sqrt(np.maximum(eig, 0.0)),
-        expression_basis=_flip_basis_from_y_up(exp_basis, n) * scale_to_mm,
-        expression_std=np.sqrt(np.maximum(exp_eig, 0.0)),
-        expression_names=tuple(f"expr_{i}" for i in range(k_exp)),
-        expression_ranges=np.tile([[-3.0, 3.0]], (k_exp, 1)),
-        landmark_vertices=lv,
-        landmark_weights=lw,
-        uv=uv,
-        vertex_albedo=albedo,
-        name=p.stem,
-    )
+    return _model_from_y_up(p.stem, mean, tris, basis, eig, exp_basis, exp_eig, lm, scale_to_mm, albedo, uv)
