@@ -92,6 +92,12 @@ def run_jobs(function, jobs: list, workers: int, description: str, total: int, p
         bar.close()
 
 
+def check_workers(workers: int) -> None:
+    """Refuse a negative worker count up front, before a writer touches its output folder (0 or 1: in-process)."""
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+
+
 def identity_name(index: int) -> str:
     """Identity folder name: no underscore (Head2Head splits sequence names at the first underscore)."""
     return f"id{index:03d}"

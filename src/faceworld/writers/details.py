@@ -55,6 +55,7 @@ from src.faceworld.params import FaceParams
 from src.faceworld.world import FaceWorld
 from src.faceworld.writers.common import (
     check_output_root,
+    check_workers,
     format_points,
     identity_name,
     identity_seed,
@@ -270,8 +271,7 @@ def write_details_dataset(
         raise ValueError(f"stride must be >= 1, got {step}")
     if displacement_scale_mm <= 0:
         raise ValueError(f"displacement_scale_mm must be positive, got {displacement_scale_mm}")
-    if workers < 0:
-        raise ValueError(f"workers must be >= 0, got {workers}")
+    check_workers(workers)
     render = map_size if render_size is None else int(render_size)
     root = Path(root)
     settings = check_output_root(

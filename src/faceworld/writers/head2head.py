@@ -42,6 +42,7 @@ from src.faceworld.params import FaceParams
 from src.faceworld.sequences import talking_head
 from src.faceworld.writers.common import (
     check_output_root,
+    check_workers,
     chunks,
     crop_camera,
     draw_eye_gaze_image,
@@ -164,8 +165,7 @@ def write_head2head_dataset(
         raise ValueError(f"size must be >= 16, got {size}")
     if part_frames < 1:
         raise ValueError(f"part_frames must be >= 1, got {part_frames}")
-    if workers < 0:
-        raise ValueError(f"workers must be >= 0, got {workers}")
+    check_workers(workers)
     if not 0 <= reenactments <= (num_identities if num_identities > 1 else 0):
         raise ValueError(
             f"reenactments must be in [0, {num_identities if num_identities > 1 else 0}], got {reenactments}"

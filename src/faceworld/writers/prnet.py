@@ -50,6 +50,7 @@ from src.faceworld.sequences import talking_head
 from src.faceworld.world import FaceWorld
 from src.faceworld.writers.common import (
     check_output_root,
+    check_workers,
     chunks,
     crop_camera,
     fixed_video_box,
@@ -265,8 +266,7 @@ def write_prnet_dataset(
         raise ValueError(f"transfer_pairs must be in [0, {max_pairs}], got {transfer_pairs}")
     if transfer_pairs and transfer_frames < 1:
         raise ValueError(f"transfer_frames must be >= 1, got {transfer_frames}")
-    if workers < 0:
-        raise ValueError(f"workers must be >= 0, got {workers}")
+    check_workers(workers)
     root = Path(root)
     settings = check_output_root(
         root,

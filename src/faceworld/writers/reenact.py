@@ -43,6 +43,7 @@ from src.faceworld.params import FaceParams
 from src.faceworld.sequences import talking_head
 from src.faceworld.writers.common import (
     check_output_root,
+    check_workers,
     chunks,
     crop_camera,
     fixed_video_box,
@@ -189,8 +190,7 @@ def write_reenactment_dataset(
         raise ValueError(f"size must be >= 16 and frame_stride >= 1, got {size}, {frame_stride}")
     if not 0.0 <= pose_amplitude_deg <= 40.0:
         raise ValueError(f"pose_amplitude_deg must be in [0, 40], got {pose_amplitude_deg}")
-    if workers < 0:
-        raise ValueError(f"workers must be >= 0, got {workers}")
+    check_workers(workers)
     root = Path(root)
     settings = check_output_root(
         root,

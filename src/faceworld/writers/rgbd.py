@@ -28,7 +28,7 @@ import torch
 
 from src.faceworld.sensor import KinectSensorModel
 from src.faceworld.sequences import talking_head
-from src.faceworld.writers.common import chunks, identity_seed, run_jobs, world_for
+from src.faceworld.writers.common import check_workers, chunks, identity_seed, run_jobs, world_for
 from src.geometry.camera import (
     KINECT_3072P_CX,
     KINECT_3072P_CY,
@@ -119,8 +119,7 @@ def write_processed_dataset(
         raise ValueError(f"need at least one identity and one frame, got {num_identities} x {frames_per_identity}")
     if not 0 <= eval_identities < num_identities:
         raise ValueError(f"eval_identities must be in [0, {num_identities - 1}], got {eval_identities}")
-    if workers < 0:
-        raise ValueError(f"workers must be >= 0, got {workers}")
+    check_workers(workers)
     root = Path(root)
     encoding_depth = float(face_depth_mm)
     padding = size * 20.0 / 512.0 if padding_px is None else float(padding_px)
