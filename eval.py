@@ -24,7 +24,7 @@ from src.utils.checkpoint import load_module, stored_run_config
 from src.utils.errors import UserError, run_cli
 from src.utils.instantiators import instantiate_loggers
 from src.utils.scoring import score_on_test
-from src.utils.task import extras, task_wrapper
+from src.utils.task import extras, require_checkpoint, task_wrapper
 
 log = logging.getLogger(__name__)
 DATA_FROM_CHOICES = ("auto", "checkpoint", "config")
@@ -96,8 +96,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
 @hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parent / "conf"), config_name="eval.yaml")
 def main(cfg: DictConfig) -> None:
-    if OmegaConf.is_missing(cfg, "ckpt"):
-        raise UserError("ckpt is required: python eval.py ckpt=<path to a .ckpt written by train.py>")
+    require_checkpoint(cfg, "eval.py")
     extras(cfg)
     evaluate(cfg)
 

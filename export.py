@@ -17,8 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 
 from src.export.checkpoint import export_checkpoint
-from src.utils.errors import UserError, run_cli
-from src.utils.task import extras, task_wrapper
+from src.utils.errors import run_cli
+from src.utils.task import extras, require_checkpoint, task_wrapper
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,7 @@ def export(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="export.yaml")
 def main(cfg: DictConfig) -> None:
-    if OmegaConf.is_missing(cfg, "ckpt"):
-        raise UserError("ckpt is required: python export.py ckpt=<path to a .ckpt written by train.py>")
+    require_checkpoint(cfg, "export.py")
     extras(cfg)
     export(cfg)
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from src.io.atomic import write_text_atomic
 from src.utils.errors import UserError
@@ -70,6 +70,12 @@ def get_metric_value(metric_dict: Mapping[str, Any], metric_name: str | None) ->
         log.warning(f"optimized_metric {metric_name} is {value}")
     log.info(f"Retrieved metric value {metric_name}={value}")
     return value
+
+
+def require_checkpoint(cfg: DictConfig, script: str) -> None:
+    """The checkpoint-reading entry points (eval.py, export.py) have no default ``ckpt``: say how to give one."""
+    if OmegaConf.is_missing(cfg, "ckpt"):
+        raise UserError(f"ckpt is required: python {script} ckpt=<path to a .ckpt written by train.py>")
 
 
 def extras(cfg: DictConfig) -> None:
