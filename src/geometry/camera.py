@@ -100,18 +100,15 @@ class PinholeCamera(_PosedCamera):
         The horizontal and vertical scales are applied separately, so a different aspect ratio keeps the
         field of view of each axis (fx ~ 0.477 * width, fy ~ 0.636 * height).
         """
-        _check_size(width, height)
-        sx = width / KINECT_3072P_SIZE[0]
-        sy = height / KINECT_3072P_SIZE[1]
-        # Pixel-centre convention: continuous coordinate c maps to (c + 0.5) * s - 0.5.
-        return cls(
-            fx=KINECT_3072P_FX * sx,
-            fy=KINECT_3072P_FY * sy,
-            cx=(KINECT_3072P_CX + 0.5) * sx - 0.5,
-            cy=(KINECT_3072P_CY + 0.5) * sy - 0.5,
-            width=width,
-            height=height,
+        full = cls(
+            fx=KINECT_3072P_FX,
+            fy=KINECT_3072P_FY,
+            cx=KINECT_3072P_CX,
+            cy=KINECT_3072P_CY,
+            width=KINECT_3072P_SIZE[0],
+            height=KINECT_3072P_SIZE[1],
         )
+        return full.with_size(width, height)
 
     @property
     def matrix(self) -> np.ndarray:
@@ -140,6 +137,7 @@ class PinholeCamera(_PosedCamera):
         """The same field of view at another image size."""
         _check_size(width, height)
         sx, sy = width / self.width, height / self.height
+        # Pixel-centre convention: continuous coordinate c maps to (c + 0.5) * s - 0.5.
         return replace(
             self,
             fx=self.fx * sx,
