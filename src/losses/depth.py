@@ -63,6 +63,8 @@ class _MaskedDepthLoss(nn.Module):
         threshold: float = BACKGROUND_THRESHOLD,
     ) -> None:
         super().__init__()
+        if mm_per_unit <= 0:
+            raise ValueError(f"mm_per_unit must be > 0, got {mm_per_unit}")
         self.mm_per_unit = mm_per_unit
         self.weight = weight
         self.depth_channel = depth_channel
@@ -78,17 +80,6 @@ class _MaskedDepthLoss(nn.Module):
 
 class DepthL1Loss(_MaskedDepthLoss):
     """Mean |pred - target| depth in millimetres over the face mask (default: the target's foreground)."""
-
-    def __init__(
-        self,
-        mm_per_unit: float,
-        weight: float = 1.0,
-        depth_channel: int | None = None,
-        threshold: float = BACKGROUND_THRESHOLD,
-    ) -> None:
-        super().__init__(mm_per_unit, weight, depth_channel, threshold)
-        if mm_per_unit <= 0:
-            raise ValueError(f"mm_per_unit must be > 0, got {mm_per_unit}")
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         pred_d, target_d, mask = self._depths_and_mask(pred, target, mask)
@@ -143,8 +134,8 @@ class NormalConsistencyLoss(_MaskedDepthLoss):
         threshold: float = BACKGROUND_THRESHOLD,
     ) -> None:
         super().__init__(mm_per_unit, weight, depth_channel, threshold)
-        if mm_per_unit <= 0 or mm_per_pixel <= 0:
-            raise ValueError(f"mm_per_unit and mm_per_pixel must be > 0, got {mm_per_unit}, {mm_per_pixel}")
+        if mm_per_pixel <= 0:
+            raise ValueError(f"mm_per_pixel must be > 0, got {mm_per_pixel}")
         self.mm_per_pixel = mm_per_pixel
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

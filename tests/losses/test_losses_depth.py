@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from src.losses import (
@@ -75,3 +76,9 @@ def test_l1_reconstruction_channels_and_mask() -> None:
     assert L1ReconstructionLoss(channels=[3])(pred, target) == 3.0
     mask = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
     assert L1ReconstructionLoss()(pred, target * torch.tensor([1.0, 1.0, 1.0, 1.0]).view(1, 4, 1, 1), mask) == 1.5
+
+
+@pytest.mark.parametrize("loss_class", [DepthL1Loss, DepthGradientLoss, NormalConsistencyLoss])
+def test_every_depth_loss_rejects_a_non_positive_scale(loss_class) -> None:
+    with pytest.raises(ValueError, match="mm_per_unit must be > 0"):
+        loss_class(mm_per_unit=0.0)
