@@ -23,7 +23,7 @@ from src.callbacks.run_config import RunConfigInCheckpoint
 from src.models.gan import GANModule
 from src.utils.errors import run_cli
 from src.utils.instantiators import instantiate_callbacks, instantiate_loggers
-from src.utils.scoring import score_on_test, write_comparison
+from src.utils.scoring import test_and_compare
 from src.utils.task import extras, get_metric_value, task_wrapper
 
 log = logging.getLogger(__name__)
@@ -37,51 +37,6 @@ def _best_checkpoint(trainer: Trainer) -> str | None:
         if path and Path(path).is_file():
             return path
     return None
-
-
-def _untrained_generator(cfg: DictConfig) -> Any:
-    """G of the same architecture, initialised exactly as training started (same seed, same construction order)."""
-    if cfg.get("seed") is not None:
-        L.seed_everything(cfg.seed, workers=True, verbose=False)
-    return hydra.utils.instantiate(cfg.model.generator)
-
-
-def _test_and_compare(
-    cfg: DictConfig, trainer: Trainer, model: GANModule, datamodule: LightningDataModule, ckpt: str | None
-) -> dict[str, float]:
-    """Score the best checkpoint on the test split, write its report, and optionally compare with baselines."""
-    output_dir = Path(cfg.paths.output_dir)
-    if ckpt is None:
-        log.warning("No checkpoint found: testing the current weights")
-    # A logger-free trainer: the comparison rows must not be mixed into the training curves.
-    tester = hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
-    if ckpt is not None:
-        from src.utils.checkpoint import read_checkpoint
-
-        model.load_state_dict(read_checkpoint(ckpt)["state_dict"])
-    trained = score_on_test(tester, model, datamodule)
-    _write_report(cfg, model, trained, output_dir / "report", ckpt)
-    metrics = {f"test/{name}": stats["mean"] for name, stats in trained["summary"].items()}
-    if cfg.get("compare_baselines"):
-        rows = {"trained": trained["summary"]}
-        rows["untrained"] = score_on_test(tester, model, datamodule, _untrained_generator(cfg))["summary"]
-        for name, generator in model.baseline_generators(datamodule).items():
-            rows[name] = score_on_test(tester, model, datamodule, generator)["summary"]
-        write_comparison(output_dir, rows)
-    return metrics
-
-
-def _write_report(cfg: DictConfig, model: GANModule, results: dict[str, Any], out_dir: Path, ckpt: str | None) -> None:
-    try:
-        samples = model.report_samples("test")
-    except NotImplementedError:
-        log.info(f"{type(model).__name__} provides no report samples: report skipped")
-        return
-    from src.eval.report import write_report
-
-    meta = {"checkpoint": ckpt, "model": type(model).__name__, "split": "test (held out)", "task": cfg.task_name}
-    index = write_report(out_dir, results["per_sample"], samples, f"{cfg.task_name}: held-out evaluation", meta)
-    log.info(f"Report: {index}")
 
 
 @task_wrapper
@@ -112,7 +67,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
     if cfg.get("test"):
         log.info("Scoring the held-out test split")
-        metric_dict.update(_test_and_compare(cfg, trainer, model, datamodule, ckpt))
+        metric_dict.update(test_and_compare(cfg, trainer, model, datamodule, ckpt))
 
     if cfg.get("export") and ckpt:
         from src.export import export_checkpoint

@@ -42,6 +42,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from src.metrics import summarize
 from src.models.components.norms import set_norm_inference_mode
+from src.models.system import SystemHooks
 from src.utils.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_KEY
 from src.utils.errors import UserError
 
@@ -88,7 +89,7 @@ def _build(spec: Any, what: str) -> Any:
     raise UserError(f"{what}: expected a config with _target_ (or an object), got {type(spec).__name__}")
 
 
-class GANModule(LightningModule):
+class GANModule(SystemHooks, LightningModule):
     """Manual-optimization GAN base; see the module docstring for the subclass contract."""
 
     GENERATOR_TERMS: ClassVar[tuple[str, ...]] = ()
@@ -219,18 +220,6 @@ class GANModule(LightningModule):
             yield
         finally:
             object.__setattr__(self, "_generator_override", None)
-
-    def export_model(self) -> nn.Module:
-        """The network to deploy (eval mode); subclasses add inference post-processing they apply in eval."""
-        return self.inference_generator.eval()
-
-    def baseline_generators(self, datamodule: Any) -> dict[str, nn.Module]:
-        """Input-independent baselines (name -> generator-like module) that a trained model must beat."""
-        return {}
-
-    def report_samples(self, stage: str = "test") -> list[Any]:
-        """Kept evaluation samples converted for src.eval.report (system-specific)."""
-        raise NotImplementedError(f"{type(self).__name__} does not provide report samples")
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.inference_generator(*inputs)

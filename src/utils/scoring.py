@@ -14,7 +14,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import hydra
+import lightning as L
 from lightning.pytorch import LightningDataModule, Trainer
+from omegaconf import DictConfig
 from torch import nn
 
 from src.io.atomic import write_text_atomic
@@ -102,3 +105,48 @@ def write_comparison(
     write_text_atomic(out / "comparison.json", json.dumps(payload, indent=2, default=lambda v: None) + "\n")
     log.info("Held-out comparison (test split):\n" + text)
     return payload
+
+
+def _untrained_generator(cfg: DictConfig) -> Any:
+    """G of the same architecture, initialised exactly as training started (same seed, same construction order)."""
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+    return hydra.utils.instantiate(cfg.model.generator)
+
+
+def test_and_compare(
+    cfg: DictConfig, trainer: Trainer, model: GANModule, datamodule: LightningDataModule, ckpt: str | None
+) -> dict[str, float]:
+    """Score the best checkpoint on the test split, write its report, and optionally compare with baselines."""
+    output_dir = Path(cfg.paths.output_dir)
+    if ckpt is None:
+        log.warning("No checkpoint found: testing the current weights")
+    # A logger-free trainer: the comparison rows must not be mixed into the training curves.
+    tester = hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
+    if ckpt is not None:
+        from src.utils.checkpoint import read_checkpoint
+
+        model.load_state_dict(read_checkpoint(ckpt)["state_dict"])
+    trained = score_on_test(tester, model, datamodule)
+    _write_report(cfg, model, trained, output_dir / "report", ckpt)
+    metrics = {f"test/{name}": stats["mean"] for name, stats in trained["summary"].items()}
+    if cfg.get("compare_baselines"):
+        rows = {"trained": trained["summary"]}
+        rows["untrained"] = score_on_test(tester, model, datamodule, _untrained_generator(cfg))["summary"]
+        for name, generator in model.baseline_generators(datamodule).items():
+            rows[name] = score_on_test(tester, model, datamodule, generator)["summary"]
+        write_comparison(output_dir, rows)
+    return metrics
+
+
+def _write_report(cfg: DictConfig, model: GANModule, results: dict[str, Any], out_dir: Path, ckpt: str | None) -> None:
+    try:
+        samples = model.report_samples("test")
+    except NotImplementedError:
+        log.info(f"{type(model).__name__} provides no report samples: report skipped")
+        return
+    from src.eval.report import write_report
+
+    meta = {"checkpoint": ckpt, "model": type(model).__name__, "split": "test (held out)", "task": cfg.task_name}
+    index = write_report(out_dir, results["per_sample"], samples, f"{cfg.task_name}: held-out evaluation", meta)
+    log.info(f"Report: {index}")
