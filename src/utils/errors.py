@@ -112,6 +112,7 @@ def run_cli(app: Callable[[], Any]) -> Any:
     exception reaches this layer, which then decides: user error -> one line, bug -> full traceback.
     """
     show_traceback = traceback_requested()
+    previous = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         return app()
@@ -121,3 +122,8 @@ def run_cli(app: Callable[[], Any]) -> Any:
             raise
         print(f"error: {message}", file=sys.stderr)
         sys.exit(1)
+    finally:  # in-process callers (tests, notebooks) must not inherit our setting as if the user had asked
+        if previous is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = previous
