@@ -4,7 +4,9 @@
 
 Layouts: rgbd-processed and rgbd-unprocessed (src/faceworld/writers/rgbd.py), head2head, dg, dfdn, prnet (the
 modules of the same names in src/faceworld/writers/; their docstrings describe each layout). `<layout> --help`
-lists the options. Bad options end with one line naming the option.
+lists the options. Bad options end with one line naming the option. An interrupted write resumes when rerun with
+the same options into the same folder (and finishes byte-identical to an uninterrupted one); other options into
+a non-empty folder are refused with one line naming the options that differ.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from src.faceworld.writers.common import STATE_DIR
 from src.faceworld.writers.details import DEFAULT_EXPRESSIONS, EXPRESSIONS, write_details_dataset
 from src.faceworld.writers.head2head import write_head2head_dataset
 from src.faceworld.writers.prnet import write_prnet_dataset
 from src.faceworld.writers.reenact import write_reenactment_dataset
 from src.faceworld.writers.rgbd import write_processed_dataset, write_unprocessed_capture
+from src.utils.errors import UserError
 
 
 def _size_pair(text: str) -> tuple[int, int]:
@@ -122,10 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         writer(root, **args)
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, UserError) as err:
         parser.exit(2, f"{parser.prog} {layout}: error: {err}\n")
     elapsed = time.perf_counter() - start
-    files = sum(1 for path in Path(root).rglob("*") if path.is_file())
+    files = sum(1 for path in Path(root).rglob("*") if path.is_file() and STATE_DIR not in path.parts)
     print(f"{layout}: wrote {files} files under {root} in {elapsed:.1f} s")
     return 0
 

@@ -6,6 +6,14 @@ dataset is identity k of an RGBD or PRNet dataset written with that seed. Also h
 keyed by the map sizes the layouts need, identity names and splits, the video framing of face-video datasets (one
 fixed square box per video from smoothed per-frame boxes, as Head2Head and VoxCeleb crop), motion transplanting
 (identity A moved by B: the ground truth of every reenactment), small text formats and the eye-gaze image.
+
+Resuming (one mechanism for every writer): `begin_write` records the layout and its output-affecting settings in
+`<root>/.faceworld_write/settings.json` (atomically) BEFORE any frame is written, and `run_jobs` marks each finished
+job in `.faceworld_write/done/`. A rerun with the same settings into the same folder skips the finished jobs and
+redoes the others from scratch; since every job derives its bytes from its own fields and every file is written
+atomically, the result is byte-identical to an uninterrupted run. A rerun with different settings, or into a
+folder that is not a FaceWorld dataset, is refused before anything is touched. `WriteState.finish` replaces the
+per-job markers with one `complete.json` once the writer's last file is written.
 """
 
 from __future__ import annotations
@@ -13,8 +21,11 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
-from collections.abc import Sequence
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -24,11 +35,14 @@ from tqdm import tqdm
 from src.faceworld.params import FaceParams
 from src.faceworld.world import FaceWorld
 from src.geometry.camera import PinholeCamera
-from src.io.atomic import write_text_atomic
+from src.io.atomic import remove_stale_temporaries, write_text_atomic
 from src.landmarks.scheme import EYE_LEFT, EYE_RIGHT, NUM_IBUG, PUPILS
+from src.utils.errors import DatasetError
 
 __all__ = [
-    "check_output_root",
+    "STATE_DIR",
+    "WriteState",
+    "begin_write",
     "chunks",
     "crop_camera",
     "draw_eye_gaze_image",
@@ -75,19 +89,54 @@ def chunks(count: int, chunk: int) -> list[tuple[int, int]]:
     return [(s, min(s + chunk, count)) for s in range(0, count, chunk)]
 
 
-def run_jobs(function, jobs: list, workers: int, description: str, total: int, progress: bool) -> None:
+# Test hook: called in the parent process after each job's completion marker is written, with the number of jobs
+# finished in this run; raising from it simulates an interrupted write (tests/faceworld_writers/test_writers_resume).
+after_job_hook: Callable[[int], None] | None = None
+
+
+def _call_indexed(task: tuple[Callable[[Any], int], int, Any]) -> tuple[int, int]:
+    function, index, job = task
+    return index, function(job)
+
+
+def run_jobs(
+    function: Callable[[Any], int],
+    jobs: list,
+    workers: int,
+    description: str,
+    total: int,
+    progress: bool,
+    state: WriteState | None = None,
+) -> None:
     """Run `function(job)` (returns how many frames it wrote) for every job, in-process for workers <= 1 or on a
-    fork pool; each job derives everything from its own fields, so the output does not depend on `workers`."""
-    bar = tqdm(total=total, desc=description, unit="frame", disable=not progress)
+    fork pool; each job derives everything from its own fields, so the output does not depend on `workers`.
+
+    With a `state` (from begin_write) the jobs a previous run finished are skipped and each newly finished job is
+    marked done, so an interrupted write resumes where it stopped. Jobs are identified by their position in
+    `jobs`, which the same settings always rebuild in the same order."""
+    finished = state.finished_jobs(len(jobs)) if state is not None else {}
+    pending = [(function, index, job) for index, job in enumerate(jobs) if index not in finished]
+    bar = tqdm(total=total, initial=sum(finished.values()), desc=description, unit="frame", disable=not progress)
+    count = 0
+
+    def record(index: int, frames: int) -> None:
+        nonlocal count
+        if state is not None:
+            state.mark_done(index, frames)
+        bar.update(frames)
+        count += 1
+        if after_job_hook is not None:
+            after_job_hook(count)
+
     try:
-        if workers <= 1:
-            for job in jobs:
-                bar.update(function(job))
+        if workers <= 1 or len(pending) <= 1:
+            for task in pending:
+                record(*_call_indexed(task))
         else:
             context = mp.get_context("fork")
-            with context.Pool(processes=workers) as pool:
-                for done in pool.imap_unordered(function, jobs):
-                    bar.update(done)
+            with context.Pool(processes=min(workers, len(pending))) as pool:
+                for index, frames in pool.imap_unordered(_call_indexed, pending):
+                    record(index, frames)
     finally:
         bar.close()
 
@@ -213,23 +262,104 @@ def write_json_atomic(path: str | os.PathLike, data: dict) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def check_output_root(root: Path, meta_file: str, settings: dict) -> dict:
-    """Refuse to mix datasets: `root` must be empty, missing, or a dataset written with the same settings (a rerun
-    rewrites the same bytes). Returns the settings as JSON stores them (for the meta file)."""
+STATE_DIR = ".faceworld_write"
+SETTINGS_FILE = "settings.json"
+COMPLETE_FILE = "complete.json"
+_DONE_DIR = "done"
+
+
+@dataclass(frozen=True)
+class WriteState:
+    """The resume bookkeeping of one dataset folder (see the module docstring)."""
+
+    root: Path
+    layout: str
+    settings: dict
+
+    @property
+    def folder(self) -> Path:
+        return self.root / STATE_DIR
+
+    @property
+    def complete(self) -> bool:
+        return (self.folder / COMPLETE_FILE).is_file()
+
+    def _done_path(self, index: int) -> Path:
+        return self.folder / _DONE_DIR / f"job{index:06d}.json"
+
+    def finished_jobs(self, num_jobs: int) -> dict[int, int]:
+        """{job index: frames written} of the jobs a previous run finished (all of them once complete)."""
+        if self.complete:
+            return dict.fromkeys(range(num_jobs), 0)
+        finished = {}
+        for index in range(num_jobs):
+            try:
+                finished[index] = int(json.loads(self._done_path(index).read_text())["frames"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # absent or unreadable: the job is simply redone
+        return finished
+
+    def mark_done(self, index: int, frames: int) -> None:
+        write_json_atomic(self._done_path(index), {"frames": int(frames)})
+
+    def finish(self) -> None:
+        """Record that the dataset is complete (after its last file), then drop the per-job markers."""
+        write_json_atomic(self.folder / COMPLETE_FILE, {"layout": self.layout})
+        shutil.rmtree(self.folder / _DONE_DIR, ignore_errors=True)
+
+
+def _only_temporaries(root: Path) -> bool:
+    """True when every file below `root` is a temporary of src.io.atomic (a write killed before its first rename)."""
+    return all(p.name.startswith(".") and ".tmp" in p.name for p in root.rglob("*") if p.is_file())
+
+
+def _differences(previous: dict, current: dict) -> list[str]:
+    keys = sorted(set(previous) | set(current))
+    missing = "(not set)"
+    return [
+        f"{key}: {json.dumps(previous.get(key, missing))} there, {json.dumps(current.get(key, missing))} now"
+        for key in keys
+        if previous.get(key, missing) != current.get(key, missing)
+    ]
+
+
+def begin_write(root: str | os.PathLike, layout: str, settings: dict) -> WriteState:
+    """Record `settings` (everything that changes the output bytes) before any frame is written, or check them
+    against the folder's record when resuming. Raises DatasetError, touching nothing, when `root` is a file, a
+    non-empty folder that is not a FaceWorld dataset, or a dataset of another layout or other settings."""
+    root = Path(root)
     stored = json.loads(json.dumps(settings))
-    if not root.exists() or not any(root.iterdir()):
-        return stored
-    meta_path = root / meta_file
-    try:
-        previous = json.loads(meta_path.read_text()).get("settings")
-    except (OSError, ValueError):
-        previous = None
-    if previous != stored:
-        raise ValueError(
-            f"{root}: not empty and not a dataset written with these settings ({meta_path.name} differs or is "
-            f"missing); choose another output folder or delete it"
-        )
-    return stored
+    record = {"layout": layout, "settings": stored}
+    settings_path = root / STATE_DIR / SETTINGS_FILE
+    if root.exists() and not root.is_dir():
+        raise DatasetError(f"{root}: exists and is not a folder; choose another output folder")
+    if root.is_dir() and not _only_temporaries(root):
+        try:
+            previous = json.loads(settings_path.read_text())
+        except (OSError, ValueError):
+            previous = None
+        if not isinstance(previous, dict) or not isinstance(previous.get("settings"), dict):
+            raise DatasetError(
+                f"{root}: not empty and not a FaceWorld dataset folder (no readable {STATE_DIR}/{SETTINGS_FILE}); "
+                "choose another output folder or delete it"
+            )
+        if previous.get("layout") != layout:
+            raise DatasetError(
+                f"{root}: holds a FaceWorld {previous.get('layout')} dataset, not {layout}; choose another output "
+                "folder or delete it"
+            )
+        differing = _differences(previous["settings"], stored)
+        if differing:
+            raise DatasetError(
+                f"{root}: holds a FaceWorld {layout} dataset written with other settings ({'; '.join(differing)}); "
+                "rerun with the same settings to resume it, or choose another output folder"
+            )
+        remove_stale_temporaries(root)
+        return WriteState(root, layout, stored)
+    if root.is_dir():
+        remove_stale_temporaries(root)
+    write_json_atomic(settings_path, record)
+    return WriteState(root, layout, stored)
 
 
 def draw_eye_gaze_image(landmarks70: np.ndarray, size: int) -> np.ndarray:

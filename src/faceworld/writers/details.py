@@ -54,7 +54,7 @@ import torch
 from src.faceworld.params import FaceParams
 from src.faceworld.world import FaceWorld
 from src.faceworld.writers.common import (
-    check_output_root,
+    begin_write,
     check_workers,
     format_points,
     identity_name,
@@ -274,9 +274,9 @@ def write_details_dataset(
     check_workers(workers)
     render = map_size if render_size is None else int(render_size)
     root = Path(root)
-    settings = check_output_root(
+    state = begin_write(
         root,
-        META_FILE,
+        "dfdn",
         {
             "num_identities": num_identities, "expressions": list(expressions), "test_identities": test_identities,
             "map_size": map_size, "patch_size": patch, "stride": step, "render_size": render,
@@ -294,7 +294,7 @@ def write_details_dataset(
         for k in range(num_identities)
         for e in expressions
     ]
-    run_jobs(_render_sample, jobs, workers, "FaceWorld DFDN details", len(jobs), progress)
+    run_jobs(_render_sample, jobs, workers, "FaceWorld DFDN details", len(jobs), progress, state)
 
     for split in sorted(set(splits)):
         lines = [",".join(PATCH_COLUMNS) + "\n"]
@@ -307,7 +307,7 @@ def write_details_dataset(
         root / META_FILE,
         {
             "layout": "dfdn_details",
-            "settings": settings,
+            "settings": state.settings,
             "source": "faceworld",
             "seed": seed,
             "num_identities": num_identities,
@@ -327,4 +327,5 @@ def write_details_dataset(
             "texture_patch_preprocessing": "(p - mean(p)) * 2 with p = V / 255 (preprocess_texture_patch)",
         },
     )
+    state.finish()
     return root

@@ -41,7 +41,7 @@ import torch
 from src.faceworld.params import FaceParams
 from src.faceworld.sequences import talking_head
 from src.faceworld.writers.common import (
-    check_output_root,
+    begin_write,
     check_workers,
     chunks,
     crop_camera,
@@ -172,9 +172,9 @@ def write_head2head_dataset(
         )
     first_test = test_start(frames_per_video, test_fraction)
     root = Path(root)
-    settings = check_output_root(
+    state = begin_write(
         root,
-        META_FILE,
+        "head2head",
         {
             "num_identities": num_identities, "frames_per_video": frames_per_video, "size": size,
             "test_fraction": test_fraction, "part_frames": part_frames, "reenactments": reenactments,
@@ -203,7 +203,7 @@ def write_head2head_dataset(
     for target, source in pairs:
         jobs += video_jobs(target, source, first_test)
     total = num_identities * frames_per_video + len(pairs) * (frames_per_video - first_test)
-    run_jobs(_render_video, jobs, workers, "FaceWorld Head2Head", total, progress)
+    run_jobs(_render_video, jobs, workers, "FaceWorld Head2Head", total, progress, state)
 
     for identity in range(num_identities):
         mean_identity = np.mean([p.identity for p in _video(identity, frames_per_video, fps, seed)], axis=0)
@@ -214,7 +214,7 @@ def write_head2head_dataset(
         root / META_FILE,
         {
             "layout": "head2head",
-            "settings": settings,
+            "settings": state.settings,
             "source": "faceworld",
             "seed": seed,
             "size": size,
@@ -234,4 +234,5 @@ def write_head2head_dataset(
             },
         },
     )
+    state.finish()
     return root

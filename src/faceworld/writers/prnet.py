@@ -49,7 +49,7 @@ from src.faceworld.params import FaceParams
 from src.faceworld.sequences import talking_head
 from src.faceworld.world import FaceWorld
 from src.faceworld.writers.common import (
-    check_output_root,
+    begin_write,
     check_workers,
     chunks,
     crop_camera,
@@ -268,9 +268,9 @@ def write_prnet_dataset(
         raise ValueError(f"transfer_frames must be >= 1, got {transfer_frames}")
     check_workers(workers)
     root = Path(root)
-    settings = check_output_root(
+    state = begin_write(
         root,
-        META_FILE,
+        "prnet",
         {
             "num_identities": num_identities, "images_per_identity": images_per_identity,
             "test_identities": test_identities, "size": size, "pose_range_deg": pose_range_deg,
@@ -298,7 +298,7 @@ def write_prnet_dataset(
                 )
             )  # fmt: skip
     total = num_identities * images_per_identity + len(pairs) * transfer_frames
-    run_jobs(_execute, jobs, workers, "FaceWorld PRNet / faces2one", total, progress)
+    run_jobs(_execute, jobs, workers, "FaceWorld PRNet / faces2one", total, progress, state)
 
     uv_mask = world.uv_face_mask()
     write_image_atomic(root / "uv_face_mask.png", uv_mask.astype(np.uint8) * 255)
@@ -308,7 +308,7 @@ def write_prnet_dataset(
         root / META_FILE,
         {
             "layout": "prnet",
-            "settings": settings,
+            "settings": state.settings,
             "source": "faceworld",
             "seed": seed,
             "size": size,
@@ -331,4 +331,5 @@ def write_prnet_dataset(
             "fps": fps,
         },
     )
+    state.finish()
     return root

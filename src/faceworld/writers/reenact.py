@@ -42,7 +42,7 @@ import torch
 from src.faceworld.params import FaceParams
 from src.faceworld.sequences import talking_head
 from src.faceworld.writers.common import (
-    check_output_root,
+    begin_write,
     check_workers,
     chunks,
     crop_camera,
@@ -192,9 +192,9 @@ def write_reenactment_dataset(
         raise ValueError(f"pose_amplitude_deg must be in [0, 40], got {pose_amplitude_deg}")
     check_workers(workers)
     root = Path(root)
-    settings = check_output_root(
+    state = begin_write(
         root,
-        META_FILE,
+        "dg",
         {
             "num_identities": num_identities, "videos_per_identity": videos_per_identity,
             "frames_per_video": frames_per_video, "pairs_per_identity": pairs_per_identity,
@@ -257,7 +257,7 @@ def write_reenactment_dataset(
                     }
                 )
     total = num_identities * videos_per_identity * frames_per_video + sum(len(r) for r in rows.values())
-    run_jobs(_execute, jobs, workers, "FaceWorld DG pairs", total, progress)
+    run_jobs(_execute, jobs, workers, "FaceWorld DG pairs", total, progress, state)
 
     for split, split_rows in rows.items():
         if any(s == split for s in splits):
@@ -272,7 +272,7 @@ def write_reenactment_dataset(
         root / META_FILE,
         {
             "layout": "dg_reenactment",
-            "settings": settings,
+            "settings": state.settings,
             "source": "faceworld",
             "seed": seed,
             "size": size,
@@ -290,4 +290,5 @@ def write_reenactment_dataset(
             "expression and gaze, through the reference clip's camera",
         },
     )
+    state.finish()
     return root

@@ -28,7 +28,7 @@ import torch
 
 from src.faceworld.sensor import KinectSensorModel
 from src.faceworld.sequences import talking_head
-from src.faceworld.writers.common import check_workers, chunks, identity_seed, run_jobs, world_for
+from src.faceworld.writers.common import begin_write, check_workers, chunks, identity_seed, run_jobs, world_for
 from src.geometry.camera import (
     KINECT_3072P_CX,
     KINECT_3072P_CY,
@@ -123,6 +123,15 @@ def write_processed_dataset(
     root = Path(root)
     encoding_depth = float(face_depth_mm)
     padding = size * 20.0 / 512.0 if padding_px is None else float(padding_px)
+    state = begin_write(
+        root,
+        "rgbd-processed",
+        {
+            "num_identities": num_identities, "frames_per_identity": frames_per_identity, "size": size,
+            "depth_bits": depth_bits, "eval_identities": eval_identities, "seed": seed,
+            "face_depth_mm": face_depth_mm, "depth_padding_mm": depth_padding_mm, "padding_px": padding, "fps": fps,
+        },
+    )  # fmt: skip
 
     # Pass 1 (landmarks only): the desired nose depth (first frame) and one focal length for all frames such
     # that the largest landmark box, after nose-depth normalisation, fits the crop with its padding.
@@ -163,7 +172,7 @@ def write_processed_dataset(
                 )
             )
     total = num_identities * frames_per_identity
-    run_jobs(_render_processed, jobs, workers, "FaceWorld processed RGBD", total, progress)
+    run_jobs(_render_processed, jobs, workers, "FaceWorld processed RGBD", total, progress, state)
     write_config(
         root / CONFIG_FILE,
         {
@@ -188,6 +197,7 @@ def write_processed_dataset(
             "fps": fps,
         },
     )
+    state.finish()
     return root
 
 
@@ -270,7 +280,16 @@ def write_unprocessed_capture(
     if not 0 <= eval_sessions < num_sessions:
         raise ValueError(f"eval_sessions must be in [0, {num_sessions - 1}], got {eval_sessions}")
     camera = kinect_crop_camera(size)
+    check_workers(workers)
     root = Path(root)
+    state = begin_write(
+        root,
+        "rgbd-unprocessed",
+        {
+            "num_sessions": num_sessions, "frames_per_session": frames_per_session, "size": list(size), "seed": seed,
+            "eval_sessions": eval_sessions, "fps": fps, "distance_mm": distance_mm,
+        },
+    )  # fmt: skip
     jobs = []
     chunk = max(4, min(32, frames_per_session))
     for session in range(num_sessions):
@@ -281,7 +300,8 @@ def write_unprocessed_capture(
                     str(root), split, session, start, stop, frames_per_session, tuple(size), fps, seed, distance_mm
                 )
             )
-    run_jobs(_render_capture, jobs, workers, "FaceWorld Kinect capture", num_sessions * frames_per_session, progress)
+    total = num_sessions * frames_per_session
+    run_jobs(_render_capture, jobs, workers, "FaceWorld Kinect capture", total, progress, state)
     write_config(
         root / CONFIG_FILE,
         {
@@ -303,4 +323,5 @@ def write_unprocessed_capture(
             "seed": seed,
         },
     )
+    state.finish()
     return root
