@@ -1,0 +1,112 @@
+"""The networks of a system: G, an optional single D (the original key layout), named D tables, extra networks,
+and exponential moving averages of any of them.
+
+State-dict names are part of the checkpoint format: `generator.*`, `discriminator.*` and `generator_ema.*` are
+those of every checkpoint written before the base learned several networks, so old checkpoints load unchanged;
+named Ds live under `discriminators.<name>.*`, extra networks under their own name, EMA copies under
+`<network>_ema.*`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from src.models.base.specs import DiscriminatorTable, build, plain
+from src.models.components.norms import set_norm_inference_mode
+from src.utils.errors import UserError
+
+
+class NetworksMixin:
+    """Builds and owns the networks; `inference_network(name)` is what val / test / predict / export use."""
+
+    def _build_networks(
+        self,
+        generator: Any,
+        discriminator: Any,
+        tables: list[DiscriminatorTable],
+        networks: Mapping[str, Any] | None,
+        ema: Mapping[str, float],
+    ) -> None:
+        self.generator = build(generator, "model.generator")
+        if not isinstance(self.generator, nn.Module):
+            raise UserError("model.generator: a generator network is required")
+        self.discriminator = build(discriminator, "model.discriminator")
+        if self.discriminator is not None and tables:
+            raise UserError("model.discriminator and model.discriminators: give one single D or named D tables")
+        self.discriminator_tables = {t.name: t for t in tables}
+        self.discriminators = nn.ModuleDict(
+            {t.name: build(t.network, f"model.discriminators.{t.name}.network") for t in tables}
+        )
+        for name, spec in (plain(networks) or {}).items():
+            if not str(name).isidentifier() or hasattr(self, name):
+                raise UserError(f"model.networks.{name}: not a usable network name (taken, or not an identifier)")
+            setattr(self, name, build(spec, f"model.networks.{name}"))
+        self.generator_ema: AveragedModel | None = None
+        self.ema_decays = {str(k): float(v) for k, v in ema.items()}
+        for name, decay in self.ema_decays.items():
+            key = "model.ema_decay" if name == "generator" and len(ema) == 1 else f"model.ema.{name}"
+            if not 0.0 < decay < 1.0:
+                raise UserError(f"{key} must be in (0, 1), got {decay}")
+            network = getattr(self, name, None) if str(name).isidentifier() else None
+            if not isinstance(network, nn.Module):
+                raise UserError(f"{key}: {name!r} is not a network of this model")
+            average = AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+            setattr(self, f"{name}_ema", average.requires_grad_(False))
+        object.__setattr__(self, "_generator_override", None)
+        for net in self.all_networks():
+            set_norm_inference_mode(net, self.inference_norm, self.inference_dropout)
+
+    @property
+    def has_discriminator(self) -> bool:
+        return self.discriminator is not None or len(self.discriminators) > 0
+
+    def all_networks(self) -> list[nn.Module]:
+        """Every trainable network and EMA copy (criteria and metric backbones excluded)."""
+        return [m for name, m in self.named_children() if name not in ("criteria", "lpips_metric")]
+
+    def network(self, name: str) -> nn.Module:
+        """A network by the name updates use: `generator`, `discriminator`, `discriminators`, `discriminators.x`."""
+        try:
+            module = self.get_submodule(name)
+        except AttributeError:
+            module = None
+        if not isinstance(module, nn.Module) or name.endswith("_ema") or name == "criteria":
+            raise UserError(f"model.updates: {name!r} is not a network of {type(self).__name__}")
+        return module
+
+    def inference_network(self, name: str) -> nn.Module:
+        """The copy val / test / predict / export use: the EMA copy when `name` has one, else the network."""
+        average = getattr(self, f"{name}_ema", None)
+        return average.module if isinstance(average, AveragedModel) else self.network(name)
+
+    @property
+    def inference_generator(self) -> nn.Module:
+        """The G used for val / test / predict / export: the EMA copy when enabled, else G itself."""
+        if self._generator_override is not None:
+            return self._generator_override
+        return self.inference_network("generator")
+
+    def update_ema(self) -> None:
+        for name in self.ema_decays:
+            getattr(self, f"{name}_ema").update_parameters(getattr(self, name))
+
+    @contextlib.contextmanager
+    def generator_replaced(self, generator: nn.Module) -> Iterator[None]:
+        """Evaluate another generator (an untrained G, a baseline) through this module's val / test code."""
+        # Same eval-mode semantics as our own G, so the comparison is fair.
+        set_norm_inference_mode(generator, self.inference_norm, self.inference_dropout)
+        # object.__setattr__: a temporary reference, not a registered submodule (it must not enter state_dict)
+        object.__setattr__(self, "_generator_override", generator.to(self.device))
+        try:
+            yield
+        finally:
+            object.__setattr__(self, "_generator_override", None)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.inference_generator(*inputs)
