@@ -42,9 +42,18 @@ from src.faceworld.model import (
 from src.faceworld.params import FaceParams, default_light
 from src.geometry.camera import OrthographicCamera, PinholeCamera
 from src.geometry.morphable import MorphableModel
+from src.geometry.nmfc import nmfc_vertex_colors, render_nmfc
 from src.geometry.pose import euler_to_rotation
 from src.geometry.rasterizer import Fragments, interpolate, rasterize
 from src.geometry.sh import irradiance_basis, sh_light
+from src.geometry.uv import (
+    position_map,
+    rasterize_uv,
+    sample_image,
+    texel_centers_uv,
+    uv_coverage_mask,
+    uv_keypoint_indices,
+)
 from src.landmarks.scheme import NUM_LANDMARKS, PUPIL_LEFT, PUPIL_RIGHT
 
 MODALITIES = (
@@ -219,8 +228,7 @@ class FaceWorld:
             self.bump_u, self.bump_v = _bump_vectors(mm.mean.astype(np.float64), mm.triangles, mm.uv.astype(np.float64))
         else:
             self.bump_u = self.bump_v = np.zeros_like(mm.mean)
-        lo, hi = mm.mean.min(0), mm.mean.max(0)
-        self.nmfc_colors = ((mm.mean - lo) / np.maximum(hi - lo, 1e-9)).astype(np.float32)
+        self.nmfc_colors = nmfc_vertex_colors(mm.mean)
         if self.procedural is not None:
             _x, y, theta = front_coordinates(mm.uv[:, 0], mm.uv[:, 1])
             inside = app.hairline_y(theta) - y
@@ -604,7 +612,7 @@ class FaceWorld:
             weights = self._wrinkle_weights(params)
             # One remap of all groups' gradients (S,S,2G), then the expression's weights per fragment. Eye and
             # mouth fragments sample meaningless texels but their bump vectors g_u, g_v are zero.
-            sampled = sample_texture(look.wrinkle_gradients, aux[:, 0] * S - 0.5, aux[:, 1] * S - 0.5)
+            sampled = sample_image(look.wrinkle_gradients, aux[:, 0] * S - 0.5, aux[:, 1] * S - 0.5)
             mix = np.zeros((2 * len(weights), 2), np.float32)
             mix[0::2, 0] = weights
             mix[1::2, 1] = weights
@@ -620,7 +628,7 @@ class FaceWorld:
         if face.any():
             if self.procedural is not None:
                 S = look.albedo.shape[0]
-                albedo[face] = sample_texture(look.albedo, aux[face, 0] * S - 0.5, aux[face, 1] * S - 0.5)
+                albedo[face] = sample_image(look.albedo, aux[face, 0] * S - 0.5, aux[face, 1] * S - 0.5)
             elif self.model.vertex_albedo is not None:
                 albedo[face] = interpolate(_subset(frags, face), self.model.triangles, self.model.vertex_albedo)
             else:
@@ -712,12 +720,8 @@ class FaceWorld:
 
     def render_nmfc(self, scene: Scene, camera) -> np.ndarray:
         """The NMFC image of a scene (face mesh only, orthographic)."""
-        ortho = self.nmfc_camera(scene, camera)
         nf, ft = scene.num_face_vertices, scene.num_face_triangles
-        screen = ortho.project_camera(ortho.to_camera(scene.vertices[:nf]))
-        frags = rasterize(screen, scene.triangles[:ft], ortho.width, ortho.height, perspective=False)
-        colors = interpolate(frags, scene.triangles[:ft], self.nmfc_colors)
-        return frags.scatter(np.round(np.clip(colors, 0, 1) * 255).astype(np.uint8), 0, np.uint8)
+        return render_nmfc(scene.vertices[:nf], scene.triangles[:ft], self.nmfc_colors, self.nmfc_camera(scene, camera))
 
     def prnet_uv_box(self) -> tuple[float, float, float, float]:
         """(u0, u1, v0, v1): the part of the model's UV a position map shows."""
@@ -728,27 +732,18 @@ class FaceWorld:
         if self._uv_raster is None:
             if self.model.uv is None:
                 raise ValueError(f"position_map needs a model with UV coordinates; {self.model.name!r} has none")
-            P = self.position_map_size
-            u0, u1, v0, v1 = self.prnet_uv_box()
-            uv = self.model.uv.astype(np.float64)
-            screen = np.stack(
-                [(uv[:, 0] - u0) / (u1 - u0) * P - 0.5, (uv[:, 1] - v0) / (v1 - v0) * P - 0.5, np.ones(len(uv))], 1
+            self._uv_raster = rasterize_uv(
+                self.model.uv, self.model.triangles, self.position_map_size, self.prnet_uv_box()
             )
-            self._uv_raster = rasterize(screen, self.model.triangles, P, P, perspective=False, cull_backfaces=False)
         return self._uv_raster
 
     def uv_face_mask(self) -> np.ndarray:
         """(P,P) bool: the valid texels of a position map (PRNet's face mask): covered by the mesh and, for
         FaceWorld's model, inside the face region (forehead to jaw contour, ear to ear)."""
         if self._uv_mask is None:
-            frags = self.uv_raster()
-            mask = frags.scatter(np.ones(len(frags.pixel), bool), False, bool)
+            mask = uv_coverage_mask(self.uv_raster())
             if self.procedural is not None:
-                P = self.position_map_size
-                u0, u1, v0, v1 = self.prnet_uv_box()
-                c = (np.arange(P) + 0.5) / P
-                U, V = np.meshgrid(u0 + c * (u1 - u0), v0 + c * (v1 - v0))
-                _, y, theta = front_coordinates(U, V)
+                _, y, theta = front_coordinates(*texel_centers_uv(self.position_map_size, self.prnet_uv_box()))
                 mask &= face_region(theta, y)
             self._uv_mask = mask
         return self._uv_mask
@@ -760,40 +755,28 @@ class FaceWorld:
         if mm.uv is None:
             raise ValueError(f"model {mm.name!r} has no UV coordinates")
         uv = np.einsum("lk,lkc->lc", mm.landmark_weights, mm.uv[mm.landmark_vertices])
-        u0, u1, v0, v1 = self.prnet_uv_box()
         P = self.position_map_size
-        exact = np.stack([(uv[:, 1] - v0) / (v1 - v0) * P - 0.5, (uv[:, 0] - u0) / (u1 - u0) * P - 0.5], 1)
-        rc = np.clip(np.round(exact), 0, P - 1).astype(np.int64)
-        # The jaw keypoints lie on the face region's edge, so at coarse sizes the nearest texel centre can fall
-        # just outside the mask: take the nearest texel ON the mask instead (a keypoint must index face data).
-        mask = self.uv_face_mask()
-        off = ~mask[rc[:, 0], rc[:, 1]]
-        if off.any():
-            on_rows, on_cols = np.nonzero(mask)
-            for k in np.nonzero(off)[0]:
-                nearest = np.argmin((on_rows - exact[k, 0]) ** 2 + (on_cols - exact[k, 1]) ** 2)
-                rc[k] = (on_rows[nearest], on_cols[nearest])
-        # Lower inner-lip points share the upper ones' UV on the slit: show them one texel lower.
+        # Jaw keypoints on the face region's edge move to the nearest texel ON the mask (src.geometry.uv).
+        rc = uv_keypoint_indices(uv, self.uv_face_mask(), self.prnet_uv_box())
+        # Lower inner-lip points share the upper ones' UV on FaceWorld's slit: show them one texel lower.
         for upper, lower in ((61, 67), (62, 66), (63, 65)):
             if np.all(rc[upper] == rc[lower]):
                 rc[lower, 0] = min(rc[lower, 0] + 1, P - 1)
         return rc
 
     def _position_map(self, scene: Scene, camera) -> np.ndarray:
-        frags = self.uv_raster()
-        nf = scene.num_face_vertices
-        cam_pts = camera.to_camera(scene.vertices[:nf])
-        screen = camera.project_camera(cam_pts)
         head_depth = float(camera.to_camera(scene.translation[None])[0, 2])
-        if camera.is_orthographic:
-            z = (head_depth - cam_pts[:, 2]) * camera.scale
-        else:
-            z = (head_depth - cam_pts[:, 2]) * camera.fx / head_depth
-        values = np.stack([screen[:, 0], screen[:, 1], z], 1)
-        pos = interpolate(frags, self.model.triangles, values)
-        out = frags.scatter(pos.astype(np.float32), 0.0, np.float32)
-        out[~self.uv_face_mask()] = 0.0
-        return out
+        return position_map(
+            scene.vertices[: scene.num_face_vertices],
+            self.model.triangles,
+            self.model.uv,
+            camera,
+            self.position_map_size,
+            reference_depth_mm=head_depth,
+            box=self.prnet_uv_box(),
+            face_mask=self.uv_face_mask(),
+            fragments=self.uv_raster(),
+        )
 
     def _uv_maps(self, params: FaceParams, mods: set[str], appearance: FaceParams) -> dict[str, np.ndarray]:
         if self.procedural is None:
@@ -884,21 +867,6 @@ def _normalize(v: np.ndarray) -> np.ndarray:
     """Unit rows of an (M,3) array (einsum is much faster than np.linalg.norm on thin arrays)."""
     length = np.sqrt(np.einsum("ij,ij->i", v, v))
     return v / np.maximum(length, 1e-9)[:, None]
-
-
-def sample_texture(texture: np.ndarray, x: np.ndarray, y: np.ndarray, nearest: bool = False) -> np.ndarray:
-    """Sample an (S,S[,C]) texture at float texel coordinates (M,) -> (M[,C]) with cv2.remap.
-
-    The query points are laid out as a (rows, 1024) map because remap limits each side to 32767."""
-    m = len(x)
-    cols = 1024
-    rows = max(1, -(-m // cols))
-    mx = np.zeros(rows * cols, np.float32)
-    my = np.zeros(rows * cols, np.float32)
-    mx[:m], my[:m] = x, y
-    mode = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
-    out = cv2.remap(texture, mx.reshape(rows, cols), my.reshape(rows, cols), mode, borderMode=cv2.BORDER_REPLICATE)
-    return out.reshape(rows * cols, *out.shape[2:])[:m]
 
 
 def _subset(frags: Fragments, keep: np.ndarray) -> Fragments:

@@ -14,7 +14,7 @@ Layout:
             proxy.json                              true proxy: identity + expression coefficients, pose,
                                                     translation (mm), camera intrinsics, SH light
             texture.png                             map_size grey UV texture: HSV V channel (max of R, G, B) of
-                                                    the photo unwrapped through the true position map; 0 where
+                                                    the photo unwrapped through the true mesh (unwrap_mesh); 0 where
                                                     the face is hidden or off the mesh
             mask.png                                255 where texture.png holds visible face, else 0
             albedo.png                              map_size RGB true albedo (display gamma) in the same UV
@@ -65,7 +65,7 @@ from src.faceworld.writers.common import (
     world_for,
     write_json_atomic,
 )
-from src.geometry.camera import PinholeCamera
+from src.geometry.unwrap import unwrap_mesh
 from src.io.atomic import write_image_atomic, write_text_atomic
 from src.landmarks.scheme import NUM_IBUG
 
@@ -148,26 +148,6 @@ def expression_params(world: FaceWorld, identity: int, seed: int, expression: st
     return base.replace(expression=world.expression(**EXPRESSIONS[expression]))
 
 
-def unwrap_texture(
-    rgb: np.ndarray,
-    depth_mm: np.ndarray,
-    position_map: np.ndarray,
-    uv_mask: np.ndarray,
-    camera: PinholeCamera,
-    head_depth_mm: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The photo sampled at the position map's (x, y): (P,P,3) uint8 texture and the (P,P) bool mask of texels
-    that are on the face mesh and visible (their depth agrees with the rendered depth at that pixel)."""  # fmt: skip
-    mx, my = position_map[..., 0].astype(np.float32), position_map[..., 1].astype(np.float32)
-    texture = cv2.remap(rgb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    seen = cv2.remap(depth_mm, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    # position_map z = (head_depth - z) * fx / head_depth  ->  camera z of each texel.
-    z = head_depth_mm - position_map[..., 2] * head_depth_mm / camera.fx
-    visible = uv_mask & (seen > 0) & (np.abs(seen - z) < VISIBILITY_TOLERANCE_MM)
-    texture[~visible] = 0
-    return texture, visible
-
-
 @dataclass(frozen=True)
 class _SampleJob:
     root: str
@@ -188,13 +168,24 @@ def _render_sample(job: _SampleJob) -> int:
     params = expression_params(world, job.identity, job.seed, job.expression)
     # Framed looser than a landmark crop so the whole forehead of the UV box is in the photo.
     camera = world.framing_camera(params, job.render_size, fill=PHOTO_FILL, center_offset=(0.0, -0.12))
-    mods = ("rgb", "depth", "landmarks", "position_map", "displacement", "normal_map", "uv_texture")
+    mods = ("rgb", "depth", "landmarks", "displacement", "normal_map", "uv_texture")
     out = world.render(params, camera, mods)
     box = world.prnet_uv_box()
     P = job.map_size
-    head_depth = float(camera.to_camera(np.asarray(params.translation)[None])[0, 2])
-    texture_rgb, visible = unwrap_texture(
-        out["rgb"], out["depth_mm"], out["position_map"], world.uv_face_mask(), camera, head_depth
+    # The photo unwrapped through the true proxy mesh; the rendered depth (eyeballs and mouth interior included)
+    # decides which texels the photo shows.
+    scene = world.build_scene(params)
+    texture_rgb, visible = unwrap_mesh(
+        out["rgb"],
+        scene.vertices[: scene.num_face_vertices],
+        world.model.triangles,
+        world.model.uv,
+        camera,
+        P,
+        box=box,
+        face_mask=world.uv_face_mask(),
+        depth_mm=out["depth_mm"],
+        tolerance_mm=VISIBILITY_TOLERANCE_MM,
     )
     texture = texture_rgb.max(axis=2)  # HSV V
     displacement = box_resample(out["displacement"], box, P)
@@ -316,7 +307,7 @@ def write_details_dataset(
             "map_size": map_size,
             "render_size": render,
             "uv_box_u0_u1_v0_v1": list(world.prnet_uv_box()),
-            "texture": "HSV V channel (max of R, G, B) of the photo unwrapped through the true position map",
+            "texture": "HSV V channel (max of R, G, B) of the photo unwrapped through the true mesh (unwrap_mesh)",
             "displacement_scale_mm": displacement_scale_mm,
             "displacement_encoding": "uint16 = round((x + 1) / 2 * 65535), x = mm / displacement_scale_mm in [-1, 1]",
             "normal_encoding": "uint8 RGB = round((n + 1) * 127.5), tangent space (x along u, y along v, z out)",

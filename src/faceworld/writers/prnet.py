@@ -66,7 +66,7 @@ from src.faceworld.writers.common import (
     write_json_atomic,
 )
 from src.geometry.camera import PinholeCamera
-from src.geometry.rasterizer import rasterize
+from src.geometry.regions import position_map_footprint
 from src.io.atomic import atomic_path, write_image_atomic, write_text_atomic
 
 CROP_SCALE = 1.58
@@ -117,26 +117,6 @@ def prnet_position_map(position_map: np.ndarray, uv_mask: np.ndarray) -> np.ndar
 def position_map_image(position_map: np.ndarray, size: int) -> np.ndarray:
     """(P,P,3) uint8 RGB visualisation: position / (1.1 * size) clipped to [0, 1]."""
     return np.round(np.clip(position_map / (MAX_POS_FACTOR * size), 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def uv_grid_triangles(uv_mask: np.ndarray) -> np.ndarray:
-    """Triangles over the position-map grid (two per texel quad) whose three texels are all on the face."""
-    P = uv_mask.shape[0]
-    idx = np.arange(P * P).reshape(P, P)
-    tl, tr, bl, br = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, :-1].ravel(), idx[1:, 1:].ravel()
-    tris = np.concatenate([np.stack([tl, bl, tr], 1), np.stack([tr, bl, br], 1)])
-    flat = uv_mask.reshape(-1)
-    return tris[flat[tris].all(axis=1)]
-
-
-def face_region_mask(position_map: np.ndarray, uv_mask: np.ndarray, width: int, height: int) -> np.ndarray:
-    """(H,W) bool: the pixels the UV face mask covers in the image, from the position map's x, y."""
-    P = position_map.shape[0]
-    screen = np.concatenate(
-        [position_map[..., :2].reshape(-1, 2).astype(np.float64), np.full((P * P, 1), 1000.0)], axis=1
-    )
-    frags = rasterize(screen, uv_grid_triangles(uv_mask), width, height, perspective=False, cull_backfaces=False)
-    return frags.scatter(np.ones(len(frags.pixel), bool), False, bool)
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -213,7 +193,7 @@ class _TransferJob:
             source = world.render(donor[index], self.donor_camera, ("rgb", "position_map"))
             reference = world.render(target[index], self.target_camera, ("rgb", "position_map"))
             swapped = world.render(target[index], self.target_camera, ("rgb",), appearance=donor[index])
-            region = face_region_mask(reference["position_map"], uv_mask, size, size)
+            region = position_map_footprint(reference["position_map"], uv_mask, size, size)
             transfer = np.where(region[..., None], swapped["rgb"], reference["rgb"])
             write_image_atomic(folder / "source" / f"{stem}.png", rgb_to_bgr(source["rgb"]))
             write_image_atomic(folder / "reference" / f"{stem}.png", rgb_to_bgr(reference["rgb"]))
