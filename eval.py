@@ -30,10 +30,21 @@ log = logging.getLogger(__name__)
 DATA_FROM_CHOICES = ("auto", "checkpoint", "config")
 
 
-def _data_overridden_on_command_line() -> bool:
+def _overridden_on_command_line(*groups: str) -> bool:
+    """Whether the user named one of these config groups / keys (data, model, experiment) on the command line."""
     if not HydraConfig.initialized():
         return False
-    return any(o.lstrip("+~").split("=")[0].split(".")[0] == "data" for o in HydraConfig.get().overrides.task)
+    return any(
+        o.lstrip("+~").split("=")[0].split(".")[0].split("/")[0] in groups for o in HydraConfig.get().overrides.task
+    )
+
+
+def expected_model_class(cfg: DictConfig) -> str | None:
+    """The model class the checkpoint must hold: only when the user chose one (experiment= or model=); a bare
+    `eval.py ckpt=...` evaluates whatever system the checkpoint holds."""
+    if not cfg.get("model") or not _overridden_on_command_line("experiment", "model"):
+        return None
+    return cfg.model.get("_target_")
 
 
 def choose_data_config(cfg: DictConfig, checkpoint: dict[str, Any]) -> DictConfig:
@@ -42,7 +53,7 @@ def choose_data_config(cfg: DictConfig, checkpoint: dict[str, Any]) -> DictConfi
     if data_from not in DATA_FROM_CHOICES:
         raise UserError(f"data_from must be one of {DATA_FROM_CHOICES}, got {data_from!r}")
     stored = stored_run_config(checkpoint).get("data")
-    use_config = data_from == "config" or (data_from == "auto" and _data_overridden_on_command_line())
+    use_config = data_from == "config" or (data_from == "auto" and _overridden_on_command_line("data"))
     if use_config or not stored:
         if data_from == "checkpoint":
             raise UserError(f"{cfg.ckpt}: the checkpoint stores no data config; use data_from=config")
@@ -55,7 +66,7 @@ def choose_data_config(cfg: DictConfig, checkpoint: dict[str, Any]) -> DictConfi
 def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
-    expected = cfg.model.get("_target_") if cfg.get("model") else None
+    expected = expected_model_class(cfg)
     model_overrides = cfg.get("model_overrides")
     overrides = OmegaConf.to_container(model_overrides, resolve=True) if model_overrides else {}
     log.info(f"Loading {cfg.ckpt}")
@@ -69,8 +80,9 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
     from src.utils.scoring import metric_table
 
-    names = list(results["summary"])
-    table = metric_table({"mean ± std": results["summary"]}, names)
+    declared = model.metric_directions() if hasattr(model, "metric_directions") else {}
+    directions = {name: declared.get(name) for name in results["summary"]}
+    table = metric_table({"mean ± std": results["summary"]}, directions)
     log.info(f"Held-out metrics of {cfg.ckpt} ({len(results['frame_ids'])} frames):\n{table}")
     output_dir = Path(cfg.paths.output_dir)
     if cfg.get("report"):
@@ -88,7 +100,9 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             "split": "test (held out)",
             "generator": "EMA" if getattr(model, "generator_ema", None) is not None else "G",
         }
-        index = write_report(output_dir / "report", results["per_sample"], samples, "Held-out evaluation", meta)
+        index = write_report(
+            output_dir / "report", results["per_sample"], samples, "Held-out evaluation", meta, directions=declared
+        )
         log.info(f"Report: {index}")
     metric_dict = {f"test/{name}": stats["mean"] for name, stats in results["summary"].items()}
     return metric_dict, {"cfg": cfg, "model": model, "datamodule": datamodule, "results": results}

@@ -1,7 +1,8 @@
-"""Export a trained generator for deployment: python export.py ckpt=<path> [formats=[onnx]] [device=cuda half=true]
+"""Export a trained system for deployment: python export.py ckpt=<path> [formats=[onnx]] [device=cuda half=true]
 
-Rebuilds the model from the checkpoint alone and writes TorchScript + ONNX files with an export.json manifest
-(input / output contract, depth encoding, checks against eager PyTorch); see src/export/.
+Rebuilds the model from the checkpoint alone and writes TorchScript + ONNX files of every module the system
+declares (export_modules), with an export.json manifest (named inputs / outputs, depth encoding, checks against
+eager PyTorch); see src/export/.
 """
 
 from __future__ import annotations
@@ -40,10 +41,13 @@ def export(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         overrides=overrides,  # type: ignore[arg-type]
         atol=cfg.get("atol"),
     )
-    for name, entry in manifest["formats"].items():
-        log.info(f"{name}: {Path(cfg.out_dir) / entry['file']} (max |export - eager| {entry['max_abs_diff']:.2e})")
+    metrics = {}
+    for module_name, module in manifest["modules"].items():
+        for fmt, entry in module["formats"].items():
+            diff = entry["max_abs_diff"]
+            log.info(f"{module_name} {fmt}: {Path(cfg.out_dir) / entry['file']} (max |export - eager| {diff:.2e})")
+            metrics[f"export/{module_name}/{fmt}_max_abs_diff"] = diff
     log.info(f"Manifest: {manifest['files']['manifest']}")
-    metrics = {f"export/{name}_max_abs_diff": entry["max_abs_diff"] for name, entry in manifest["formats"].items()}
     return metrics, {"cfg": cfg, "manifest": manifest}
 
 

@@ -8,34 +8,33 @@ Batch keys (dict; B = batch size, H x W = image size):
     depth_far_mm    (B,) float32                      max level = far_mm (see depth_encoding_from_batch)
     depth_bits      (B,) int64                        8 (the original's files) or 16 (recommended)
     landmarks       (B, 70, 2) float32                pixel coordinates at H x W
+    intrinsics      (B, 4) float32                    fx, fy, cx, cy of the H x W image (config.txt's, scaled to
+                                                      image_size); only when the dataset's config.txt records them
     frame_id        list[str]                         `<group>_<index>`; group = session / identity
 
 Splits: `train` / `val` come from the layout's train/ folder, with validation frames held out by group (session
 or identity), so no group is on both sides; when train/ has a single group the last block of its frames is held
 out instead (held out in time, unlike the original's every-7th-frame interleave). `test` is the eval/ folder.
 With `root: null` the default data is a FaceWorld dataset generated on first use and cached (see faceworld.py).
+Argument checks, the one-error validation, the splits and the loaders come from the base (src/datamodules/base.py).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import random
-from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
 import torch
-from lightning.pytorch import LightningDataModule
-from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from src.datamodules.faceworld import ensure_faceworld_dataset
+from src.datamodules.base import SPLIT_BY_CHOICES, FaceDataModule, raise_problems, split_train_val
 from src.io.images import ImageReadError, read_image
 from src.io.rgbd_layout import (
     CONFIG_FILE,
@@ -43,16 +42,26 @@ from src.io.rgbd_layout import (
     PROCESSED_IMAGE_KINDS,
     DepthEncoding,
     depth_encoding_from_config,
-    frame_group,
+    intrinsics_from_config,
     parse_landmark_file,
     processed_paths,
     read_config,
 )
 from src.utils.errors import DatasetError
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "SPLIT_BY_CHOICES",
+    "RGBDDataModule",
+    "RGBDFrames",
+    "depth_encoding_from_batch",
+    "depth_unit_to_mm",
+    "scale_intrinsics",
+    "scan_processed_dataset",
+    "split_train_val",
+    "validate_processed_dataset",
+]
 
-SPLIT_BY_CHOICES = ("auto", "group", "block")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -137,13 +146,13 @@ def _check_frame(root: Path, split: str, frame_id: str, encoding: DepthEncoding)
     return problems
 
 
-def validate_processed_dataset(
-    root: str | os.PathLike, splits: Sequence[str] = ("train", "eval"), max_listed: int = 5, workers: int = 4
-) -> tuple[DepthEncoding, dict[str, list[str]]]:
-    """Check the whole dataset once; raise ONE DatasetError listing every problem (first `max_listed` shown).
+def scan_processed_dataset(
+    root: str | os.PathLike, splits: Sequence[str] = ("train", "eval"), workers: int = 4
+) -> tuple[DepthEncoding, dict[str, list[str]], list[str]]:
+    """Check the whole dataset once: (depth encoding, complete frame ids per split, every problem found).
 
-    Returns the depth encoding and the complete frame ids per split. Files are fully decoded (a truncated PNG is
-    found here, not after an hour of training).
+    Files are fully decoded (a truncated PNG is found here, not after an hour of training). A missing folder or
+    an unusable config.txt raises at once (nothing else can be checked without them).
     """
     root = Path(root)
     if not root.is_dir():
@@ -162,44 +171,28 @@ def validate_processed_dataset(
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:  # cv2 / zlib release the GIL
         for found in pool.map(lambda job: _check_frame(root, job[0], job[1], encoding), jobs):
             problems += found
-    if problems:
-        shown = "; ".join(problems[:max_listed])
-        more = f"; ... and {len(problems) - max_listed} more" if len(problems) > max_listed else ""
-        raise DatasetError(f"{root}: {len(problems)} problem(s) in the dataset: {shown}{more}")
+    return encoding, frames, problems
+
+
+def validate_processed_dataset(
+    root: str | os.PathLike, splits: Sequence[str] = ("train", "eval"), max_listed: int = 5, workers: int = 4
+) -> tuple[DepthEncoding, dict[str, list[str]]]:
+    """scan_processed_dataset, raising ONE DatasetError listing every problem (first `max_listed` shown)."""
+    encoding, frames, problems = scan_processed_dataset(root, splits, workers)
+    raise_problems(Path(root), problems, max_listed)
     return encoding, frames
 
 
-def split_train_val(
-    frame_ids: Sequence[str], val_fraction: float, split_by: str = "auto", seed: int = 0
-) -> tuple[list[str], list[str]]:
-    """Hold out validation frames by group (whole sessions / identities) or, with one group, by a final block."""
-    if split_by not in SPLIT_BY_CHOICES:
-        raise DatasetError(f"data.split_by must be one of {SPLIT_BY_CHOICES}, got {split_by!r}")
-    if not 0.0 <= val_fraction < 1.0:
-        raise DatasetError(f"data.val_fraction must be in [0, 1), got {val_fraction}")
-    if val_fraction == 0.0 or not frame_ids:
-        return list(frame_ids), []
-    groups: dict[str, list[str]] = defaultdict(list)
-    for frame_id in sorted(frame_ids):
-        groups[frame_group(frame_id)].append(frame_id)
-    if split_by == "auto":
-        split_by = "group" if len(groups) >= 2 else "block"
-    if split_by == "group":
-        if len(groups) < 2:
-            raise DatasetError(f"cannot hold out validation groups: train/ has only the group {next(iter(groups))!r}")
-        names = sorted(groups)
-        random.Random(seed).shuffle(names)
-        n_val = min(len(names) - 1, max(1, round(val_fraction * len(names))))
-        val_names = set(names[:n_val])
-        train = [f for g in sorted(groups) if g not in val_names for f in groups[g]]
-        val = [f for g in sorted(val_names) for f in groups[g]]
-        return train, val
-    train, val = [], []
-    for ids in groups.values():  # frames sorted by index within a group: the last block is held out in time
-        n_val = min(len(ids) - 1, max(1, round(val_fraction * len(ids)))) if len(ids) > 1 else 0
-        train += ids[: len(ids) - n_val]
-        val += ids[len(ids) - n_val :]
-    return train, val
+def scale_intrinsics(
+    intrinsics: tuple[float, float, float, float], width: int, height: int, size: int | None
+) -> tuple[float, float, float, float]:
+    """(fx, fy, cx, cy) of a width x height image after resizing it to size x size (pixel centres at integers:
+    a centre c maps to (c + 0.5) * scale - 0.5)."""
+    if size is None or (width, height) == (size, size):
+        return intrinsics
+    fx, fy, cx, cy = intrinsics
+    sx, sy = size / width, size / height
+    return fx * sx, fy * sy, (cx + 0.5) * sx - 0.5, (cy + 0.5) * sy - 0.5
 
 
 class RGBDFrames(Dataset):
@@ -212,12 +205,14 @@ class RGBDFrames(Dataset):
         frame_ids: Sequence[str],
         encoding: DepthEncoding,
         image_size: int | None = None,
+        intrinsics: tuple[float, float, float, float] | None = None,
     ) -> None:
         self.root = Path(root)
         self.split = split
         self.frame_ids = list(frame_ids)
         self.encoding = encoding
         self.image_size = image_size
+        self.intrinsics = intrinsics  # of the files' own size (config.txt)
 
     def __len__(self) -> int:
         return len(self.frame_ids)
@@ -244,6 +239,10 @@ class RGBDFrames(Dataset):
             points = points * np.array([self.image_size / width, self.image_size / height], dtype=np.float32)
         rgb_unit = color.astype(np.float32).transpose(2, 0, 1) / 127.5 - 1.0
         depth_unit = self.encoding.levels_to_unit(depth)[None]
+        extra = {}
+        if self.intrinsics is not None:
+            scaled = scale_intrinsics(self.intrinsics, width, height, self.image_size)
+            extra["intrinsics"] = torch.tensor(scaled, dtype=torch.float32)
         return {
             "feature": torch.from_numpy(feature.astype(np.float32)[None] / 127.5 - 1.0),
             "rgbd": torch.from_numpy(np.concatenate([rgb_unit, depth_unit], axis=0)),
@@ -252,93 +251,34 @@ class RGBDFrames(Dataset):
             "depth_far_mm": torch.tensor(self.encoding.far_mm, dtype=torch.float32),
             "depth_bits": torch.tensor(self.encoding.bits, dtype=torch.int64),
             "landmarks": torch.from_numpy(points),
+            **extra,
             "frame_id": frame_id,
         }
 
 
-class RGBDDataModule(LightningDataModule):
-    """Train / val (held out by group) / test (eval/ folder) of a processed RGBD dataset; see module docstring."""
+class RGBDDataModule(FaceDataModule):
+    """Train / val (held out by group) / test (eval/ folder) of a processed RGBD dataset; see module docstring.
 
-    def __init__(
-        self,
-        root: str | None = None,
-        image_size: int | None = None,
-        batch_size: int = 1,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        val_fraction: float = 0.1,
-        split_by: str = "auto",
-        split_seed: int = 0,
-        faceworld: dict[str, Any] | None = None,
-        cache_dir: str | None = None,
-        max_listed_problems: int = 5,
-    ) -> None:
-        super().__init__()
-        # Plain containers: checkpoints store these hyper-parameters and load with weights_only=True.
-        faceworld = OmegaConf.to_container(faceworld, resolve=True) if isinstance(faceworld, DictConfig) else faceworld
-        self.save_hyperparameters(logger=False)
-        self.root: Path | None = Path(root) if root else None
-        self.encoding: DepthEncoding | None = None
-        self.frames: dict[str, list[str]] = {}
-        self.datasets: dict[str, RGBDFrames] = {}
+    Arguments: those of FaceDataModule (root, image_size, batch_size, num_workers, val_fraction, split_by, ...);
+    `faceworld` holds the rgbd-processed writer's settings of the default data.
+    """
 
-    def _resolve_root(self) -> Path:
-        """The dataset folder: `root`, or the cached FaceWorld dataset (generated on first use)."""
-        if self.root is None:
-            if not self.hparams.cache_dir:
-                raise DatasetError("data.root is null and data.cache_dir is not set: no dataset to read")
-            self.root = ensure_faceworld_dataset(self.hparams.cache_dir, **(self.hparams.faceworld or {}))
-        return self.root
+    FACEWORLD_WRITER: ClassVar[str] = "rgbd-processed"
+    # Read from the dataset's config.txt by scan().
+    encoding: DepthEncoding | None = None
+    intrinsics: tuple[float, float, float, float] | None = None
 
-    def prepare_data(self) -> None:
-        self._resolve_root()
+    @property
+    def frames(self) -> dict[str, list[str]]:
+        return self.items
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.datasets:
-            return
-        root = self._resolve_root()
+    def scan(self, root: Path) -> tuple[dict[str, list[str]], list[str]]:
         splits = ("train", "eval") if (root / "eval").is_dir() else ("train",)
-        self.encoding, frames = validate_processed_dataset(root, splits, self.hparams.max_listed_problems)
-        if not frames["train"]:
-            raise DatasetError(f"{root}: train/ holds no frames")
-        train, val = split_train_val(
-            frames["train"], self.hparams.val_fraction, self.hparams.split_by, self.hparams.split_seed
-        )
-        self.frames = {"train": train, "val": val, "test": frames.get("eval", [])}
-        folder = {"train": "train", "val": "train", "test": "eval"}
-        for name, ids in self.frames.items():
-            self.datasets[name] = RGBDFrames(root, folder[name], ids, self.encoding, self.hparams.image_size)
-        log.info(
-            f"RGBD data {root}: {len(train)} train / {len(val)} val (held out) / {len(self.frames['test'])} test "
-            f"frames, {self.encoding.bits}-bit depth {self.encoding.near_mm:g}-{self.encoding.far_mm:g} mm"
-        )
+        self.encoding, frames, problems = scan_processed_dataset(root, splits)
+        self.intrinsics = intrinsics_from_config(read_config(root / CONFIG_FILE))
+        return frames, problems
 
-    def _loader(self, name: str, shuffle: bool) -> DataLoader:
-        if not self.datasets:
-            self.setup()
-        dataset = self.datasets[name]
-        if len(dataset) == 0:
-            folder = "eval/" if name == "test" else "train/ (held-out groups)"
-            raise DatasetError(f"{self.root}: the {name} split is empty (from {folder})")
-        workers = self.hparams.num_workers
-        return DataLoader(
-            dataset,
-            batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
-            num_workers=workers,
-            pin_memory=self.hparams.pin_memory,
-            persistent_workers=workers > 0,
-            drop_last=False,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+    def make_dataset(self, split: str, items: list[str]) -> RGBDFrames:
+        folder = "eval" if split == "test" else "train"
+        assert self.root is not None and self.encoding is not None
+        return RGBDFrames(self.root, folder, items, self.encoding, self.hparams.image_size, self.intrinsics)

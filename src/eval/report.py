@@ -1,71 +1,49 @@
 """Evaluation report: one folder a person opens in a browser and a machine reads back.
 
-    <out_dir>/index.html      metrics table (mean / median / std / min / max), run meta, one image row per
-                              sample (feature | prediction | truth | depth maps | error maps), PLY links
+    <out_dir>/index.html      run meta, the metrics table (mean / median / std / min / max, with each metric's
+                              declared direction), then one section per kind of sample the system renders
     <out_dir>/metrics.json    the same numbers, per-sample values included (strict JSON: NaN / inf are written
                               as the strings "nan" / "inf" / "-inf")
     <out_dir>/metrics.md      the table as Markdown (paste into a PR / a lab note)
-    <out_dir>/samples/*.png   the sample rows;  <out_dir>/pointclouds/*.ply   a few predictions and truths
+    <out_dir>/samples/, videos/, landmarks/, meshes/, pointclouds/   what the sample kinds wrote
 
-The HTML uses no external resource (inline CSS, relative links inside the folder, or the images embedded
-with `embed_images=True`), so the folder can be copied or archived as it is. All depth maps of one report
-share one mm range and all depth error maps one scale, so rows compare at a glance. Every file is written
-atomically; index.html last, so a report folder with an index.html is complete.
+The metrics table and per-sample statistics are shared by every system; the samples are the system's own: it
+returns report items from `report_samples(stage)` (src/eval/items.py: RGBD rows with error maps and PLY point
+clouds, image grids, videos, landmark plots, meshes) and each kind renders its section (src/eval/page.py).
+The HTML uses no external resource (inline CSS, relative links inside the folder, or the images embedded with
+`embed_images=True`), so the folder can be copied or archived as it is. Every file is written atomically;
+index.html last, so a report folder with an index.html is complete.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
 import html
 import json
 import math
 import os
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import cv2
 import numpy as np
 
-from src.io.atomic import write_bytes_atomic, write_text_atomic
-from src.io.ply import write_ply
+from src.eval.items import (  # noqa: F401  (re-exported: the RGBD item and its helpers)
+    SAMPLE_COLUMNS,
+    ImageGridSample,
+    LandmarkPlotSample,
+    MeshSample,
+    ReportSample,
+    VideoSample,
+    common_depth_range,
+    common_error_scale,
+    sample_row,
+)
+from src.eval.page import ReportPage, Section
+from src.io.atomic import write_text_atomic
 from src.metrics import summarize
-from src.utils.visualize import depth_range_mm, depth_to_color, error_map, make_grid, rgb_error_map, to_rgb
 
-SAMPLE_COLUMNS = ("feature", "prediction", "truth", "depth pred", "depth true", "depth |err|", "colour |err|")
 SUMMARY_KEYS = ("mean", "median", "std", "min", "max")
-
-
-@dataclass(frozen=True)
-class ReportSample:
-    """One evaluated frame, already in display units (uint8 images, depth in mm with 0 = background)."""
-
-    name: str
-    feature: np.ndarray  # HxW uint8, the network input drawing
-    pred_rgb: np.ndarray  # HxWx3 uint8 RGB
-    true_rgb: np.ndarray  # HxWx3 uint8 RGB
-    pred_depth_mm: np.ndarray  # HxW float32
-    true_depth_mm: np.ndarray  # HxW float32
-    intrinsics: tuple[float, float, float, float] | None = None  # fx, fy, cx, cy of the image, when known
-
-    def validate(self) -> None:
-        shape = np.shape(self.true_depth_mm)
-        checks = {
-            "feature": (np.shape(self.feature)[:2], np.uint8),
-            "pred_rgb": (np.shape(self.pred_rgb)[:2], np.uint8),
-            "true_rgb": (np.shape(self.true_rgb)[:2], np.uint8),
-            "pred_depth_mm": (np.shape(self.pred_depth_mm), None),
-        }
-        if len(shape) != 2:
-            raise ValueError(f"report sample {self.name!r}: true_depth_mm must be HxW, got shape {shape}")
-        for field, (field_shape, dtype) in checks.items():
-            value = getattr(self, field)
-            if tuple(field_shape) != tuple(shape):
-                raise ValueError(f"report sample {self.name!r}: {field} is {field_shape}, depth is {shape}")
-            if dtype is not None and np.asarray(value).dtype != dtype:
-                raise ValueError(f"report sample {self.name!r}: {field} must be uint8, got {np.asarray(value).dtype}")
 
 
 def summarize_values(values: Sequence[float]) -> dict[str, float]:
@@ -78,83 +56,21 @@ def summarize_values(values: Sequence[float]) -> dict[str, float]:
     return {**stats, "count": int(defined.size), "nan": int(arr.size - defined.size)}
 
 
-MIN_CELL_WIDTH = 160  # smaller frames are enlarged (nearest neighbour, whole pixels) so labels and legends fit
-
-
-def _enlarge(image: np.ndarray, factor: int) -> np.ndarray:
-    array = np.asarray(image)
-    return array if factor == 1 else np.repeat(np.repeat(array, factor, axis=0), factor, axis=1)
-
-
-def sample_row(
-    sample: ReportSample, depth_range: tuple[float, float] | None = None, max_error_mm: float | None = None
-) -> list[np.ndarray]:
-    """The images of one report row, in SAMPLE_COLUMNS order."""
-    near, far = depth_range if depth_range is not None else depth_range_mm(sample.true_depth_mm)
-    factor = max(1, -(-MIN_CELL_WIDTH // np.shape(sample.true_depth_mm)[1]))
-    feature, pred_rgb, true_rgb, pred_mm, true_mm = (
-        _enlarge(a, factor)
-        for a in (sample.feature, sample.pred_rgb, sample.true_rgb, sample.pred_depth_mm, sample.true_depth_mm)
-    )
-    depth_error, _ = error_map(pred_mm, true_mm, max_error_mm=max_error_mm)
-    return [
-        to_rgb(feature),
-        pred_rgb,
-        true_rgb,
-        depth_to_color(pred_mm, near, far, legend=True),
-        depth_to_color(true_mm, near, far, legend=True),
-        depth_error,
-        rgb_error_map(pred_rgb, true_rgb),
-    ]
-
-
-def common_depth_range(samples: Sequence[ReportSample]) -> tuple[float, float]:
-    """Foreground depth range over all ground-truth frames: one colour scale for the whole report."""
-    ranges = [depth_range_mm(s.true_depth_mm) for s in samples if (np.asarray(s.true_depth_mm) > 0).any()]
-    if not ranges:
-        return 0.0, 1.0
-    return min(r[0] for r in ranges), max(r[1] for r in ranges)
-
-
-def common_error_scale(samples: Sequence[ReportSample]) -> float:
-    """Largest per-sample 99th-percentile depth error (mm): one error scale for the whole report."""
-    scale = 0.0
-    for s in samples:
-        pred, true = np.asarray(s.pred_depth_mm, np.float32), np.asarray(s.true_depth_mm, np.float32)
-        both = (pred > 0) & (true > 0)
-        if both.any():
-            scale = max(scale, float(np.percentile(np.abs(pred - true)[both], 99)))
-    return scale if scale > 0 else 1.0
-
-
-def _safe_name(name: str, taken: set[str]) -> str:
-    base = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "sample"
-    candidate, n = base, 1
-    while candidate in taken:
-        n += 1
-        candidate = f"{base}-{n}"
-    taken.add(candidate)
-    return candidate
-
-
-def _png_bytes(rgb: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))  # OpenCV encodes BGR
-    if not ok:
-        raise OSError("could not encode a report image as PNG")
-    return buf.tobytes()
-
-
 def _fmt(value: float) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
     return f"{value:.4g}"
 
 
-def _metrics_markdown(title: str, summary: Mapping[str, Mapping[str, float]]) -> str:
+def _metrics_markdown(
+    title: str, summary: Mapping[str, Mapping[str, float]], directions: Mapping[str, str] | None = None
+) -> str:
+    arrows = {"higher": " ↑", "lower": " ↓"}
     lines = [f"# {title}", "", "| metric | " + " | ".join(SUMMARY_KEYS) + " | n |", "|---" * 7 + "|"]
     for name, stats in summary.items():
         cells = " | ".join(_fmt(stats[k]) for k in SUMMARY_KEYS)
-        lines.append(f"| {name} | {cells} | {stats['count']} |")
+        label = name + arrows.get((directions or {}).get(name, ""), "")
+        lines.append(f"| {label} | {cells} | {stats['count']} |")
     if not summary:
         lines.append("| (no metrics) |" + " |" * 6)
     return "\n".join(lines) + "\n"
@@ -174,10 +90,11 @@ th { background: #eee; } td.key, th.key { text-align: left; font-family: monospa
 def write_report(
     out_dir: str | os.PathLike,
     metrics: Mapping[str, Sequence[float]],
-    samples: Sequence[ReportSample],
+    samples: Sequence[Any],
     title: str,
     meta: Mapping[str, object],
     *,
+    directions: Mapping[str, str] | None = None,
     depth_range: tuple[float, float] | None = None,
     max_error_mm: float | None = None,
     num_point_clouds: int = 4,
@@ -186,62 +103,69 @@ def write_report(
     """Write the report folder (see the module docstring); returns the path of index.html.
 
     metrics: per-sample values by metric name (e.g. {"psnr": [...], "depth_mae_mm": [...]}).
-    depth_range / max_error_mm: fixed colour scales (mm); by default derived from all samples together.
-    num_point_clouds: how many samples get predicted and true PLY point clouds (0 = none).
+    samples: report items of any kinds (src/eval/items.py or a system's own kind with `render_section`).
+    directions: {metric: "higher" | "lower"} as the system declares them (shown as arrows; none are guessed).
+    depth_range / max_error_mm / num_point_clouds: options of the RGBD kind (fixed colour scales in mm, how many
+    samples get PLY point clouds).
     """
     out = Path(out_dir)
     for name, values in metrics.items():
         if isinstance(values, str | bytes) or not isinstance(values, Sequence | np.ndarray):
             raise TypeError(f"write_report: metric {name!r} must be a list of per-sample values")
+    kinds: dict[type, list[Any]] = {}
     for sample in samples:
+        if not callable(getattr(type(sample), "render_section", None)) or not hasattr(sample, "name"):
+            raise TypeError(f"write_report: {type(sample).__name__} is not a report item (name + render_section)")
         sample.validate()
+        kinds.setdefault(type(sample), []).append(sample)
+    directions = dict(directions or {})
     summary = {name: summarize_values(values) for name, values in metrics.items()}
-    depth_range = depth_range if depth_range is not None else common_depth_range(samples)
-    max_error_mm = max_error_mm if max_error_mm is not None else common_error_scale(samples)
     created = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
-    taken: set[str] = set()
-    rows_html = []
-    for index, sample in enumerate(samples):
-        stem = _safe_name(sample.name, taken)
-        grid = make_grid([sample_row(sample, depth_range, max_error_mm)], col_labels=SAMPLE_COLUMNS)
-        png = _png_bytes(grid)
-        if embed_images:
-            src = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-        else:
-            write_bytes_atomic(out / "samples" / f"{stem}.png", png)
-            src = f"samples/{stem}.png"
-        links = ""
-        if index < num_point_clouds:
-            pred_n = write_ply(out / "pointclouds" / f"{stem}_pred.ply", sample.pred_rgb, sample.pred_depth_mm,
-                               sample.intrinsics)  # fmt: skip
-            true_n = write_ply(out / "pointclouds" / f"{stem}_true.ply", sample.true_rgb, sample.true_depth_mm,
-                               sample.intrinsics)  # fmt: skip
-            links = (
-                f' <a href="pointclouds/{stem}_pred.ply">prediction PLY</a> ({pred_n} points),'
-                f' <a href="pointclouds/{stem}_true.ply">truth PLY</a> ({true_n} points)'
-            )
-        rows_html.append(
-            f'<div class="sample"><h3>{html.escape(sample.name)}</h3>'
-            f'<img src="{src}" alt="{html.escape(sample.name)}"><div class="note">{links}</div></div>'
-        )
+    page = ReportPage(
+        out,
+        embed_images=embed_images,
+        options={"depth_range": depth_range, "max_error_mm": max_error_mm, "num_point_clouds": num_point_clouds},
+    )
+    sections: list[Section] = [kind.render_section(items, page) for kind, items in kinds.items()]
 
-    payload = {
+    payload: dict[str, Any] = {
         "title": title,
         "created": created,
         "meta": {k: _jsonable(v) for k, v in meta.items()},
+        "directions": {name: directions[name] for name in summary if name in directions},
         "summary": _jsonable(summary),
         "per_sample": {name: [_jsonable(float(v)) for v in values] for name, values in metrics.items()},
         "samples": [s.name for s in samples],
-        "depth_range_mm": list(depth_range),
-        "depth_error_scale_mm": max_error_mm,
     }
+    for section in sections:
+        clash = set(section.payload) & set(payload)
+        if clash:
+            raise ValueError(f"write_report: section {section.heading!r} reuses metrics.json keys {sorted(clash)}")
+        payload.update(_jsonable(section.payload))  # type: ignore[arg-type]
     write_text_atomic(out / "metrics.json", json.dumps(payload, indent=2, allow_nan=False) + "\n")
-    write_text_atomic(out / "metrics.md", _metrics_markdown(title, summary))
+    write_text_atomic(out / "metrics.md", _metrics_markdown(title, summary, directions))
+    index_path = out / "index.html"
+    write_text_atomic(index_path, _document(title, meta, created, summary, directions, sections, len(samples)))
+    return index_path
 
+
+def _arrow(direction: str | None) -> str:
+    return {"higher": " &uarr;", "lower": " &darr;"}.get(direction or "", "")
+
+
+def _document(
+    title: str,
+    meta: Mapping[str, object],
+    created: str,
+    summary: Mapping[str, Mapping[str, float]],
+    directions: Mapping[str, str],
+    sections: Sequence[Section],
+    sample_count: int,
+) -> str:
     header = "".join(f"<th>{k}</th>" for k in SUMMARY_KEYS)
     metric_rows = "".join(
-        f'<tr><td class="key">{html.escape(name)}</td>'
+        f'<tr><td class="key">{html.escape(name)}{_arrow(directions.get(name))}</td>'
         + "".join(f"<td>{_fmt(stats[k])}</td>" for k in SUMMARY_KEYS)
         + f"<td>{stats['count']}</td></tr>"
         for name, stats in summary.items()
@@ -250,7 +174,11 @@ def write_report(
         f'<tr><td class="key">{html.escape(str(k))}</td><td class="key">{html.escape(str(v))}</td></tr>'
         for k, v in {**meta, "report created": created}.items()
     )
-    document = f"""<!DOCTYPE html>
+    body = "".join(
+        f'<h3>{html.escape(s.heading)} ({len(s.blocks)})</h3>\n<p class="note">{s.note_html}</p>\n' + "".join(s.blocks)
+        for s in sections
+    )
+    return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{_CSS}</style></head>
 <body>
 <h1>{html.escape(title)}</h1>
@@ -258,19 +186,12 @@ def write_report(
 <h2>Metrics ({len(summary)})</h2>
 <table><tr><th class="key">metric</th>{header}<th>n</th></tr>
 {metric_rows or '<tr><td colspan="7">no metrics</td></tr>'}</table>
-<p class="note">Per-sample values: <a href="metrics.json">metrics.json</a>;
-Markdown: <a href="metrics.md">metrics.md</a>.</p>
-<h2>Samples ({len(samples)})</h2>
-<p class="note">Columns: {html.escape(" | ".join(SAMPLE_COLUMNS))}. Depth colours: Turbo, near = red, far = blue,
-fixed range {depth_range[0]:.1f}&ndash;{depth_range[1]:.1f} mm for every row; black = background.
-Depth error: 0&ndash;{max_error_mm:.2f} mm for every row; magenta = depth in only one of prediction / truth
-(silhouette error). Colour error: mean |pred - true| over RGB, 0&ndash;64 levels.</p>
-{"".join(rows_html)}
+<p class="note">&uarr; higher is better, &darr; lower is better (as the system declares).
+Per-sample values: <a href="metrics.json">metrics.json</a>; Markdown: <a href="metrics.md">metrics.md</a>.</p>
+<h2>Samples ({sample_count})</h2>
+{body}
 </body></html>
 """
-    index_path = out / "index.html"
-    write_text_atomic(index_path, document)
-    return index_path
 
 
 def _jsonable(value: object) -> object:

@@ -1,9 +1,10 @@
-"""Checkpoint -> deployable generator files: rebuild the GAN module from its checkpoint, export its generator.
+"""Checkpoint -> deployable files: rebuild the system from its checkpoint, export every module it declares.
 
 The module is rebuilt exactly as eval does (src.utils.checkpoint.load_module: class path + hyper-parameters
-stored by train.py), so an export never needs the training config. What is exported is the module's
-`export_model()` when it defines one (rgbd_face: inference G + the depth-as-mask rule, so the graph's output
-is what evaluation scored), else its inference generator (the EMA copy when the run kept one).
+stored by train.py), so an export never needs the training config. What is exported is the system's
+`export_modules(image_size, deployable)` declaration (src/models/system.py): named modules with named inputs
+(rgbd_face: one `generator` = inference G + the depth-as-mask rule, so the graph's output is what evaluation
+scored). A module without that declaration (a bare LightningModule with a `generator`) exports its generator.
 
 The manifest records the checkpoint, the run's dataset and that dataset's depth encoding (from its config.txt,
 when the dataset folder is on this machine), so a deployed model carries what turns its depth into mm.
@@ -11,7 +12,6 @@ when the dataset folder is on this machine), so a deployed model carries what tu
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -19,14 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import hydra
 import torch
 from torch import nn
 
-from src.datamodules.faceworld import ensure_faceworld_dataset, faceworld_dataset_name
-from src.export.generator import EXPORT_FORMATS, ExportError, export_generator, infer_input_channels
+from src.export.generator import EXPORT_FORMATS, ExportError, export_modules, infer_input_channels
+from src.export.spec import ExportInput, ExportSpec
 from src.io.rgbd_layout import CONFIG_FILE, depth_encoding_from_config, read_config
 from src.utils.checkpoint import load_module, stored_run_config
-from src.utils.errors import CheckpointError
+from src.utils.errors import CheckpointError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +40,27 @@ def _get(config: Mapping[str, Any], dotted: str) -> Any:
 
 
 def dataset_root_of_run(run_config: Mapping[str, Any]) -> Path | None:
-    """The processed dataset the run trained on: data.root, or the FaceWorld cache folder it generated."""
-    root = _get(run_config, "data.root")
-    if root:
-        return Path(str(root))
-    cache_dir, faceworld = _get(run_config, "data.cache_dir"), _get(run_config, "data.faceworld")
-    if not cache_dir or not isinstance(faceworld, Mapping):
+    """The dataset the run trained on: data.root, or the FaceWorld cache folder its datamodule generated."""
+    data = _get(run_config, "data")
+    if not isinstance(data, Mapping):
         return None
-    defaults = inspect.signature(ensure_faceworld_dataset).parameters
-    settings = {k: faceworld.get(k, p.default) for k, p in defaults.items() if k not in ("cache_dir", "workers")}
-    return Path(str(cache_dir)) / faceworld_dataset_name(**settings)
+    if data.get("root"):
+        return Path(str(data["root"]))
+    target = data.get("_target_")
+    if not target:
+        return None
+    from src.datamodules.base import FaceDataModule
+
+    try:
+        datamodule_class = hydra.utils.get_class(str(target))
+    except Exception:  # a datamodule of another code base: its folder is unknown here
+        return None
+    if not (isinstance(datamodule_class, type) and issubclass(datamodule_class, FaceDataModule)):
+        return None
+    try:
+        return datamodule_class.dataset_root_from_config(data)
+    except UserError:  # settings this code base's writers no longer accept
+        return None
 
 
 def depth_encoding_of_dataset(root: Path | None) -> dict[str, Any] | None:
@@ -95,11 +107,11 @@ def export_checkpoint(
     overrides: Mapping[str, Any] | None = None,
     atol: float | None = None,
 ) -> dict[str, Any]:
-    """Rebuild the module stored in `ckpt_path`, export its generator to `out_dir`; returns the manifest.
+    """Rebuild the system stored in `ckpt_path`, export every module it declares to `out_dir`; returns the manifest.
 
-    image_size: input side in pixels; default: the run's data.image_size, else its dataset's frame size.
-    use_ema: export the module's deployable network (export_model(), else its inference generator: the EMA copy
-        when the run kept one); False: the raw trained G (no EMA, no output masking).
+    image_size: the side the model ran at; default: the run's data.image_size, else its dataset's frame size.
+    use_ema: export the deployable modules (inference networks: EMA copies when the run kept them, with their
+        inference post-processing); False: the raw trained networks (no EMA, no output masking).
     overrides: constructor arguments replacing the stored ones (e.g. {"inference_norm": "batch"}).
     """
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -109,13 +121,12 @@ def export_checkpoint(
     if batch_size < 1:
         raise ExportError(f"batch_size must be >= 1, got {batch_size}")
     module, checkpoint = load_module(ckpt_path, overrides=overrides, map_location="cpu")
-    network, source = _deployable_network(module, ckpt_path, use_ema)
     run_config = stored_run_config(checkpoint)
     root = dataset_root_of_run(run_config)
     size = image_size if image_size is not None else image_size_of_run(run_config, root)
     if size is None:
         raise ExportError(f"{ckpt_path}: the run records no image size and its dataset is not here; pass image_size")
-    example = torch.zeros(batch_size, infer_input_channels(network), int(size), int(size), device=torch.device(device))
+    specs = deployable_modules(module, ckpt_path, int(size), use_ema)
     depth_encoding = depth_encoding_of_dataset(root)
     if depth_encoding is None:
         log.warning(f"Dataset config of the run not found ({root}): export.json records no depth encoding")
@@ -126,20 +137,24 @@ def export_checkpoint(
         "global_step": checkpoint.get("global_step"),
         "dataset": str(root) if root is not None else None,
         "depth_encoding": depth_encoding,
-        "exported_network": source,
-        # rgbd_face's export_model() ends with the depth-as-mask rule: all four channels -1 on background.
-        "depth_as_mask_in_graph": source.startswith("export_model"),
     }
-    return export_generator(network, example, out_dir, formats, half, metadata=metadata, atol=atol)
+    return export_modules(
+        specs, out_dir, formats, half, batch_size=batch_size, device=device, metadata=metadata, atol=atol
+    )
 
 
-def _deployable_network(module: nn.Module, ckpt_path: str | os.PathLike, use_ema: bool) -> tuple[nn.Module, str]:
-    """(network, what it is): export_model() / inference generator (EMA when kept) / the trained G."""
+def deployable_modules(
+    module: nn.Module, ckpt_path: str | os.PathLike, image_size: int, deployable: bool
+) -> dict[str, ExportSpec]:
+    """The system's export_modules() declaration, or (a module without one) its generator on one image input."""
+    declared = getattr(module, "export_modules", None)
+    if callable(declared):
+        specs = declared(image_size, deployable)
+        if not specs:
+            raise CheckpointError(f"{ckpt_path}: {type(module).__name__} declares no export modules")
+        return dict(specs)
     generator = getattr(module, "generator", None)
     if not isinstance(generator, nn.Module):
         raise CheckpointError(f"{ckpt_path}: {type(module).__name__} has no `generator` network to export")
-    inference = getattr(module, "inference_generator", generator) if use_ema else generator
-    uses_ema = inference is not generator
-    if use_ema and callable(getattr(module, "export_model", None)):
-        return module.export_model(), "export_model() (EMA generator)" if uses_ema else "export_model()"
-    return inference, "EMA generator" if uses_ema else "generator"
+    feature = ExportInput("feature", (infer_input_channels(generator), image_size, image_size))
+    return {"generator": ExportSpec(generator.eval(), inputs=(feature,), outputs=("image",), source="generator")}

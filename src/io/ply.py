@@ -84,14 +84,22 @@ def rgbd_to_point_cloud(
     return PointCloud(points=points, colors=image.reshape(-1, 3)[index])
 
 
-def encode_ply(cloud: PointCloud, binary: bool = True, comments: tuple[str, ...] = ()) -> bytes:
-    """PLY bytes: vertex element with float x, y, z and uchar red, green, blue (binary little endian or ascii)."""
+def encode_ply(
+    cloud: PointCloud, binary: bool = True, comments: tuple[str, ...] = (), faces: np.ndarray | None = None
+) -> bytes:
+    """PLY bytes: vertex element with float x, y, z and uchar red, green, blue (binary little endian or ascii),
+    plus an optional face element of triangles (uchar count, int indices) that makes it a mesh."""
     n = len(cloud.points)
+    triangles = np.zeros((0, 3), np.int32) if faces is None else np.asarray(faces)
+    if triangles.ndim != 2 or triangles.shape[1] != 3:
+        raise ValueError(f"encode_ply: faces must be (F, 3) vertex indices, got shape {triangles.shape}")
     header = ["ply", f"format {'binary_little_endian' if binary else 'ascii'} 1.0"]
     header += [f"comment {c}" for c in comments]
     header += [f"element vertex {n}"]
     header += [f"property float {axis}" for axis in "xyz"]
     header += [f"property uchar {channel}" for channel in ("red", "green", "blue")]
+    if faces is not None:
+        header += [f"element face {len(triangles)}", "property list uchar int vertex_indices"]
     header += ["end_header"]
     head = ("\n".join(header) + "\n").encode("ascii")
     if binary:
@@ -99,11 +107,16 @@ def encode_ply(cloud: PointCloud, binary: bool = True, comments: tuple[str, ...]
         body = np.empty(n, dtype=record)
         body["xyz"] = cloud.points
         body["rgb"] = cloud.colors
-        return head + body.tobytes()
+        face_record = np.dtype([("count", "u1"), ("index", "<i4", 3)])
+        face_body = np.empty(len(triangles), dtype=face_record)
+        face_body["count"] = 3
+        face_body["index"] = triangles
+        return head + body.tobytes() + (face_body.tobytes() if faces is not None else b"")
     lines = [
         f"{x:.4f} {y:.4f} {z:.4f} {r} {g} {b}"
         for (x, y, z), (r, g, b) in zip(cloud.points.tolist(), cloud.colors.tolist())
     ]
+    lines += [f"3 {a} {b} {c}" for a, b, c in triangles.tolist()] if faces is not None else []
     return head + ("\n".join(lines) + ("\n" if lines else "")).encode("ascii")
 
 

@@ -18,6 +18,7 @@ is what both rules reduce to. Metrics are therefore honest (the original scored 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -28,9 +29,11 @@ import torch
 from torch import nn
 
 from src.datamodules.rgbd import depth_encoding_from_batch, depth_unit_to_mm
+from src.export.spec import ExportSpec
 from src.losses.depth import BACKGROUND_THRESHOLD, apply_depth_mask
 from src.metrics import depth_metrics_mm, rgbd_image_metrics
 from src.models.gan import Batch, GANModule
+from src.models.system import HIGHER, LOWER
 from src.utils.errors import UserError
 from src.utils.visualize import depth_to_color, error_map, make_grid, rgbd_to_numpy, unit_to_uint8
 
@@ -207,6 +210,31 @@ class RGBDFaceModule(GANModule):
         return losses
 
     # ------------------------------------------------------------------ evaluation
+    # Every per-sample metric sample_metrics returns, with its direction; the comparison ranks by the headline five.
+    METRIC_DIRECTIONS: ClassVar[dict[str, str]] = {
+        "psnr_rgbd": HIGHER,
+        "psnr_rgb": HIGHER,
+        "ssim_rgbd": HIGHER,
+        "ssim_rgb": HIGHER,
+        "pixel_accuracy": HIGHER,
+        "threshold_pixel_accuracy": HIGHER,
+        "depth_mae_mm": LOWER,
+        "depth_rmse_mm": LOWER,
+        "background_as_face": LOWER,
+        "face_as_background": LOWER,
+        "lpips_alex_rgb": LOWER,
+        "lpips_alex_depth": LOWER,
+        "lpips_vgg_rgb": LOWER,
+        "lpips_vgg_depth": LOWER,
+    }
+    HEADLINE_METRICS: ClassVar[tuple[str, ...]] = (
+        "psnr_rgbd",
+        "psnr_rgb",
+        "ssim_rgbd",
+        "depth_mae_mm",
+        "depth_rmse_mm",
+    )
+
     def sample_metrics(self, batch: Batch, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         fake, target = outputs["rgbd"].float(), outputs["target"].float()
         metrics = rgbd_image_metrics(fake, target)
@@ -224,7 +252,14 @@ class RGBDFaceModule(GANModule):
         """The deployable generator: inference G (EMA when enabled) + the inference depth-as-mask rule."""
         return MaskedGenerator(self.inference_generator, self.background_threshold).eval()
 
-    def baseline_generators(self, datamodule: Any) -> dict[str, nn.Module]:
+    def export_modules(self, image_size: int, deployable: bool = True) -> dict[str, ExportSpec]:
+        """One `generator` (feature drawing -> RGBD image), as the original deployed it; see SystemHooks."""
+        specs = super().export_modules(image_size, deployable)
+        generator = specs["generator"]
+        metadata = {"output_channels": ["R", "G", "B", "depth"], "depth_as_mask_in_graph": deployable}
+        return {"generator": dataclasses.replace(generator, metadata={**generator.metadata, **metadata})}
+
+    def baselines(self, datamodule: Any) -> dict[str, nn.Module]:
         """Input-independent baselines a trained model must beat: the mean training face."""
         batches = (b for b in datamodule.train_dataloader())
         return {"mean_face": MeanFaceGenerator.from_batches(batches, self.background_threshold)}
@@ -272,5 +307,6 @@ class RGBDFaceModule(GANModule):
         for batch, outputs in self.eval_results.get(stage, {}).get("samples", []):
             for index in range(outputs["rgbd"].shape[0]):
                 name = str(batch["frame_id"][index]) if "frame_id" in batch else f"{stage}_{len(samples)}"
-                samples.append(ReportSample(name=name, **self._views(batch, outputs, index)))
+                intrinsics = tuple(batch["intrinsics"][index].tolist()) if "intrinsics" in batch else None
+                samples.append(ReportSample(name=name, intrinsics=intrinsics, **self._views(batch, outputs, index)))
         return samples
