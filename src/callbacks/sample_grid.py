@@ -1,8 +1,9 @@
 """Sample grids during training: a fixed batch rendered every N epochs and sent to every logger that takes images.
 
-The batch is fixed (the first `num_samples` frames of the validation split, else of the training split), so
-grids of successive epochs show the same faces and progress is visible at a glance. Rendering is the model's
-own `sample_grid(batch, outputs)` (input | prediction | truth | depth maps for rgbd_face); this callback owns
+The batch is fixed (the first `num_samples` frames of the validation split, else of the training split when
+validation is off or empty), so grids of successive epochs show the same faces and progress is visible at a
+glance. Rendering is the model's own `sample_grid(batch, outputs)` on the outputs of `generate_whole` (whole
+sequences for sequence systems; input | prediction | truth | depth maps for rgbd_face); this callback owns
 the schedule and the delivery: TensorBoard `add_image`, wandb `Image`, visdom `image`, and a PNG in
 `<output_dir>/samples/` always (so CSV-only runs, and the quick start, have their grids on disk).
 """
@@ -18,6 +19,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from src.io.atomic import write_image_atomic
 
@@ -43,16 +45,31 @@ class SampleGridCallback(Callback):
         self._batch: dict[str, Any] | None = None
         self.written: list[Path] = []
 
+    def _split_loaders(self, trainer: Trainer) -> list[Any]:
+        """The validation loader (when validation runs), then the training loader.
+
+        Only a split that does not exist for this run is skipped: validation switched off
+        (`limit_val_batches=0`) or not defined by the datamodule. A loader that fails to build or to
+        load (a broken file, a bug) raises: a grid silently drawn from another split would hide it.
+        """
+        datamodule = trainer.datamodule
+        loaders = []
+        if trainer.limit_val_batches != 0:
+            if trainer.val_dataloaders is not None:
+                loaders.append(trainer.val_dataloaders)
+            elif datamodule is not None and is_overridden("val_dataloader", datamodule):
+                loaders.append(datamodule.val_dataloader())
+        if trainer.train_dataloader is not None:
+            loaders.append(trainer.train_dataloader)
+        elif datamodule is not None:
+            loaders.append(datamodule.train_dataloader())
+        return [loader[0] if isinstance(loader, list | tuple) else loader for loader in loaders]
+
     def _fixed_batch(self, trainer: Trainer) -> dict[str, Any] | None:
         if self._batch is None:
-            datamodule = trainer.datamodule
-            for name in ("val_dataloader", "train_dataloader"):
-                try:
-                    loader = getattr(datamodule, name)()
-                except Exception:  # an empty split: try the next one
-                    continue
+            for loader in self._split_loaders(trainer):
                 collected: dict[str, Any] | None = None
-                for batch in loader:
+                for batch in loader:  # an empty split yields nothing: the next split is tried
                     collected = batch if collected is None else _concat(collected, batch)
                     if (
                         len(collected["frame_id"] if "frame_id" in collected else next(iter(collected.values())))
@@ -81,7 +98,7 @@ class SampleGridCallback(Callback):
         pl_module.eval()
         try:
             with torch.no_grad():
-                outputs = pl_module.generate(device_batch, pl_module.inference_generator)
+                outputs = pl_module.generate_whole(device_batch, pl_module.inference_generator)
                 grid = pl_module.sample_grid(device_batch, outputs)
         finally:
             pl_module.train(was_training)

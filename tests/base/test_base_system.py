@@ -123,7 +123,7 @@ def test_phase_switch_changes_active_terms(trained: tuple[RecordingToy, Path]) -
 
 
 def test_lazy_r1_steps_with_k_times_the_weight(trained: tuple[RecordingToy, Path]) -> None:
-    """SGD step of D_r1 == -lr * grad(k * w * R1), k = 2, w = 0.5, lr = 0.01, R1 computed sample by sample (independent of R1Penalty)."""
+    """SGD step of D_r1 == -lr * grad(k * w * R1) with k = 2, w = 0.5, lr = 0.01; R1 computed sample by sample."""
     module, _ = trained
     records = [r for r in module.record if r["update"] == "D_r1"]
     assert len(records) == 2
