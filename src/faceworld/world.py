@@ -750,7 +750,8 @@ class FaceWorld:
 
     def uv_keypoint_indices(self) -> np.ndarray:
         """(68,2) int (row, col) of the 68 landmarks in the position map (PRNet's uv_kpt_ind, as row/col): the
-        texel nearest each landmark's UV point among the texels of `uv_face_mask()`."""
+        texel nearest each landmark's UV point among the texels of `uv_face_mask()` (src.geometry.uv), lower
+        lips and lids one texel below the slit."""
         mm = self.model
         if mm.uv is None:
             raise ValueError(f"model {mm.name!r} has no UV coordinates")
@@ -758,9 +759,11 @@ class FaceWorld:
         P = self.position_map_size
         # Jaw keypoints on the face region's edge move to the nearest texel ON the mask (src.geometry.uv).
         rc = uv_keypoint_indices(uv, self.uv_face_mask(), self.prnet_uv_box())
-        # Lower inner-lip points share the upper ones' UV on FaceWorld's slit: show them one texel lower.
-        for upper, lower in ((61, 67), (62, 66), (63, 65)):
-            if np.all(rc[upper] == rc[lower]):
+        # FaceWorld's mouth and eyes are slits: the lower inner-lip and lower-lid points share the upper ones' UV
+        # row, whose texels the rasteriser gives to the upper side. Show them one texel lower, on the lower side
+        # (otherwise an open mouth or eye puts them ~10 px off, on the upper lip / lid).
+        for upper, lower in ((61, 67), (62, 66), (63, 65), (37, 41), (38, 40), (43, 47), (44, 46)):
+            if rc[upper, 0] == rc[lower, 0]:
                 rc[lower, 0] = min(rc[lower, 0] + 1, P - 1)
         return rc
 
