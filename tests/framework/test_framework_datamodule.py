@@ -1,4 +1,5 @@
-"""RGBD datamodule: up-front validation (all problems in one error), held-out splits by group, batch contract."""
+"""Datamodule base + RGBD: argument checks naming the key, up-front validation (all problems in one error),
+held-out splits by group / in time, empty splits rejected in setup, batch contract."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import pytest
 import torch
 from framework_fixtures import write_synthetic_rgbd
 
+from src.datamodules.base import split_by_time
 from src.datamodules.rgbd import RGBDDataModule, depth_unit_to_mm, split_train_val, validate_processed_dataset
 from src.io.atomic import write_image_atomic
 from src.io.rgbd_layout import DepthEncoding, frame_group, processed_paths
-from src.utils.errors import DatasetError
+from src.utils.errors import DatasetError, UserError
 
 
 def test_batch_contract(rgbd_dataset: Path) -> None:
@@ -86,10 +88,58 @@ def test_eight_bit_variant_and_resizing(tmp_path: Path) -> None:
     assert float(batch["landmarks"].max()) < 32
 
 
-def test_missing_root_and_empty_test_split(tmp_path: Path) -> None:
+def test_missing_root_and_empty_splits_fail_in_setup(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="dataset folder not found"):
         RGBDDataModule(root=str(tmp_path / "nope")).setup()
     root = write_synthetic_rgbd(tmp_path / "noeval", eval_groups=(), frames=1)
     dm = RGBDDataModule(root=str(root))
-    with pytest.raises(DatasetError, match="test split is empty"):
-        dm.test_dataloader()
+    with pytest.raises(DatasetError, match=r"the test split is empty: test \(from eval/\)"):
+        dm.setup("fit")  # before any training
+    one_group = write_synthetic_rgbd(tmp_path / "onegroup", train_groups=("s1",), frames=1)
+    with pytest.raises(DatasetError, match=r"the val split is empty: val \(from train/ \(held-out groups\)\)"):
+        RGBDDataModule(root=str(one_group), val_fraction=0.5).setup("fit")
+    # val_fraction 0 asks for no validation: that empty split is fine, and Lightning gets no val loader
+    no_val = RGBDDataModule(root=str(one_group), val_fraction=0.0)
+    no_val.setup("fit")
+    assert no_val.val_dataloader() == [] and len(no_val.datasets["train"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("argument", "value", "message"),
+    [
+        ("batch_size", 0, "data.batch_size must be >= 1, got 0"),
+        ("batch_size", 2.5, "data.batch_size must be an integer >= 1, got 2.5"),
+        ("image_size", -32, "data.image_size must be >= 1, got -32"),
+        ("num_workers", -1, "data.num_workers must be >= 0, got -1"),
+        ("val_fraction", 1.0, "data.val_fraction must be in [0, 1), got 1.0"),
+        ("val_fraction", -0.1, "data.val_fraction must be in [0, 1), got -0.1"),
+        ("split_by", "random", "data.split_by must be one of ('auto', 'group', 'block'), got 'random'"),
+        ("max_listed_problems", 0, "data.max_listed_problems must be >= 1, got 0"),
+    ],
+)
+def test_bad_arguments_name_the_config_key(argument: str, value: object, message: str) -> None:
+    with pytest.raises(UserError) as info:
+        RGBDDataModule(root="anywhere", **{argument: value})
+    assert str(info.value) == message
+
+
+def test_split_by_time_holds_out_the_last_block_of_every_group() -> None:
+    ids = [f"a_{i:06d}" for i in range(10)] + [f"b_{i:06d}" for i in range(4)] + ["c_000000"]
+    kept, held_out = split_by_time(ids, 0.3, frame_group)
+    assert held_out == ["a_000007", "a_000008", "a_000009", "b_000003"]  # round(3.0), round(1.2); c has one frame
+    assert sorted(kept + held_out) == sorted(ids)
+
+
+def test_intrinsics_key_only_when_the_dataset_records_them(rgbd_dataset: Path, tmp_path: Path) -> None:
+    dm = RGBDDataModule(root=str(rgbd_dataset), batch_size=2)
+    dm.setup()
+    assert "intrinsics" not in next(iter(dm.test_dataloader()))  # the synthetic config.txt has none
+    root = tmp_path / "with_intrinsics"
+    shutil.copytree(rgbd_dataset, root)
+    with (root / "config.txt").open("a") as config:
+        config.write("fx: 40.0\nfy: 44.0\ncx: 15.5\ncy: 15.5\n")
+    dm = RGBDDataModule(root=str(root), batch_size=2, image_size=16)
+    dm.setup()
+    intrinsics = next(iter(dm.test_dataloader()))["intrinsics"]
+    # 32 -> 16 px: focal lengths halve, the centre pixel (15.5 of 0..31) stays the centre (7.5 of 0..15)
+    np.testing.assert_allclose(intrinsics.numpy(), [[20.0, 22.0, 7.5, 7.5]] * 2)
