@@ -131,3 +131,10 @@ def test_stored_hyperparameters_rebuild_the_toy_system() -> None:
         "statistics_fitted",
         "target_mean",
     }
+
+
+def test_progress_bar_metric_defaults_to_the_first_headline_metric() -> None:
+    module = RGBDFaceModule(**rgbd())
+    assert RGBDFaceModule.PROGRESS_BAR_METRIC is None and RGBDFaceModule.HEADLINE_METRICS
+    assert module.progress_bar_metric == RGBDFaceModule.HEADLINE_METRICS[0]
+    assert ToySequenceSystem(**toy_config()).progress_bar_metric == "l1"

@@ -215,6 +215,8 @@ def test_kept_samples_capped_by_limited_batches(tmp_path: Path) -> None:
     module.target_mean.fill_(0.3)
     module.statistics_fitted.fill_(True)
     _, val = loaders()
-    trainer(tmp_path, 1, limit_val_batches=2).validate(module, val, verbose=False)
+    validator = trainer(tmp_path, 1, limit_val_batches=2)
+    validator.validate(module, val, verbose=False)
     kept = [frame for batch, _ in module.eval_results["val"]["samples"] for frame in batch["frame_id"]]
     assert kept == [f"seq_{i:03d}" for i in (0, 2, 4, 5, 7)]  # 8 items seen: round(linspace(0, 7, 5))
+    assert set(validator.progress_bar_metrics) == {"val/l1"}  # the declared PROGRESS_BAR_METRIC, nothing else
