@@ -94,7 +94,10 @@ BAD_INPUTS = {
     ),
     "missing key": (lambda d, t: ["train.py", "model.loss_weights.nope=1"], "Key 'nope' is not in struct"),
     "missing ckpt": (lambda d, t: ["eval.py"], "ckpt is required"),
-    "another model": (lambda d, t: ["eval.py", f"ckpt={_other_model_checkpoint(t)}"], "holds a src.models.dfdn"),
+    "another model": (
+        lambda d, t: ["eval.py", "experiment=rgbd_face", f"ckpt={_other_model_checkpoint(t)}"],
+        "holds a src.models.dfdn",
+    ),
     "corrupt checkpoint": (lambda d, t: ["eval.py", f"ckpt={_corrupt_checkpoint(t)}"], "corrupt or truncated"),
     "truncated PNG": (
         lambda d, t: ["train.py", *tiny_train_overrides(_truncated_dataset(d, t), t / "out")],
