@@ -10,8 +10,9 @@ Landmark regions (iBUG 68 indices; "right" is the subject's right, image left fo
     mouth_interior  inner lip contour 60-67
     lips            mouth minus mouth_interior
     skin            face minus eyes, brows and mouth
-Polygons are filled with cv2.fillPoly at 1/16-pixel precision, so a pixel belongs to a region when its centre
-lies inside (up to OpenCV's edge rule).
+Polygons are filled with cv2.fillPoly at 1/16-pixel precision (pixel centres at integer coordinates): a region is
+the pixels whose centre lies inside plus the pixels its edges pass through (a rim of at most one pixel), which
+suits masks that must not miss the region's border.
 """
 
 from __future__ import annotations
