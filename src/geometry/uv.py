@@ -51,6 +51,18 @@ def texel_centers_uv(size: int, box: UVBox = FULL_UV_BOX) -> tuple[np.ndarray, n
     return np.meshgrid(u0 + c * (u1 - u0), v0 + c * (v1 - v0))
 
 
+def resample_uv_box(uv_map: np.ndarray, box: UVBox, size: int) -> np.ndarray:
+    """A map over the full UV square (S,S[,C]) resampled to the UV box at size x size (bilinear at texel centres,
+    borders replicated): e.g. a 3DMM's texture or FaceWorld's albedo in a position map's UV box."""
+    uv_map = np.asarray(uv_map)
+    if uv_map.ndim not in (2, 3) or uv_map.shape[0] != uv_map.shape[1]:
+        raise ValueError(f"uv_map must be a square (S,S[,C]) map, got shape {uv_map.shape}")
+    full = uv_map.shape[0]
+    U, V = texel_centers_uv(size, box)
+    mx, my = (U * full - 0.5).astype(np.float32), (V * full - 0.5).astype(np.float32)
+    return cv2.remap(uv_map, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
 def rasterize_uv(uv: np.ndarray, triangles: np.ndarray, size: int, box: UVBox = FULL_UV_BOX) -> Fragments:
     """The mesh drawn in UV space: one fragment per covered texel, with the triangle and barycentrics that map
     the texel back onto the mesh (both windings kept: UV charts may be mirrored)."""

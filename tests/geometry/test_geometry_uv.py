@@ -9,6 +9,7 @@ from src.geometry.uv import (
     interpolate_to_uv,
     position_map,
     rasterize_uv,
+    resample_uv_box,
     texel_centers_uv,
     uv_coverage_mask,
     uv_grid_triangles,
@@ -123,3 +124,25 @@ def test_position_map_at_the_uv_keypoints_is_where_the_landmarks_are_drawn(world
         cam = frame.camera.to_camera(world.landmarks3d(frame.params))[:68]
         z = (head_depth - cam[:, 2]) * frame.camera.fx / head_depth
         assert np.median(np.abs(pos[kpt[:, 0], kpt[:, 1], 2] - z)) < 1.5
+
+
+def test_resampling_a_uv_map_into_a_box():
+    rng = np.random.default_rng(2)
+    full = rng.uniform(0, 1, (16, 16, 3)).astype(np.float32)
+    np.testing.assert_allclose(resample_uv_box(full, (0.0, 1.0, 0.0, 1.0), 16), full, atol=1e-6)
+    # The box (0.25, 0.75) x (0.5, 1.0) at 16 texels: texel centres fall at quarter texels of the full map.
+    box = (0.25, 0.75, 0.5, 1.0)
+    out = resample_uv_box(full, box, 16)
+    for row, col in [(0, 0), (5, 11), (15, 15), (8, 3)]:
+        x = (0.25 + (col + 0.5) / 16 * 0.5) * 16 - 0.5
+        y = (0.5 + (row + 0.5) / 16 * 0.5) * 16 - 0.5
+        x0, y0 = int(np.floor(x)), int(np.floor(y))
+        fx, fy = x - x0, y - y0
+        x1, y1 = min(x0 + 1, 15), min(y0 + 1, 15)
+        expected = (
+            full[y0, x0] * (1 - fx) * (1 - fy) + full[y0, x1] * fx * (1 - fy)
+            + full[y1, x0] * (1 - fx) * fy + full[y1, x1] * fx * fy
+        )  # fmt: skip
+        np.testing.assert_allclose(out[row, col], expected, atol=2e-3)
+    with pytest.raises(ValueError, match="square"):
+        resample_uv_box(np.zeros((4, 5)), box, 8)

@@ -47,7 +47,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -66,6 +65,7 @@ from src.faceworld.writers.common import (
     write_json_atomic,
 )
 from src.geometry.unwrap import unwrap_mesh
+from src.geometry.uv import resample_uv_box
 from src.io.atomic import write_image_atomic, write_text_atomic
 from src.landmarks.scheme import NUM_IBUG
 
@@ -102,16 +102,6 @@ def preprocess_texture_patch(patch: np.ndarray) -> np.ndarray:
     """The original's patch preprocessing: (p - mean(p)) * 2 on p = V / 255 in [0, 1]."""
     p = np.asarray(patch, np.float32) / 255.0
     return (p - p.mean()) * 2.0
-
-
-def box_resample(uv_map: np.ndarray, box: tuple[float, float, float, float], size: int) -> np.ndarray:
-    """Resample a full-UV map (S,S[,C]) into the UV box (u0, u1, v0, v1) at size x size (texel centres)."""
-    S = uv_map.shape[0]
-    u0, u1, v0, v1 = box
-    c = (np.arange(size, dtype=np.float64) + 0.5) / size
-    mx = np.broadcast_to(((u0 + c * (u1 - u0)) * S - 0.5)[None, :], (size, size)).astype(np.float32)
-    my = np.broadcast_to(((v0 + c * (v1 - v0)) * S - 0.5)[:, None], (size, size)).astype(np.float32)
-    return cv2.remap(uv_map, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def region_boxes(world: FaceWorld) -> dict[str, tuple[int, int, int, int]]:
@@ -188,8 +178,8 @@ def _render_sample(job: _SampleJob) -> int:
         tolerance_mm=VISIBILITY_TOLERANCE_MM,
     )
     texture = texture_rgb.max(axis=2)  # HSV V
-    displacement = box_resample(out["displacement"], box, P)
-    normals = box_resample(out["normal_map"].astype(np.float32) / 127.5 - 1.0, box, P)
+    displacement = resample_uv_box(out["displacement"], box, P)
+    normals = resample_uv_box(out["normal_map"].astype(np.float32) / 127.5 - 1.0, box, P)
     normals /= np.maximum(np.linalg.norm(normals, axis=2, keepdims=True), 1e-6)
     levels = encode_displacement(displacement, job.displacement_scale_mm)
 
@@ -200,7 +190,7 @@ def _render_sample(job: _SampleJob) -> int:
     write_text_atomic(folder / "landmarks68.txt", format_points(out["landmarks2d"][:NUM_IBUG]))
     write_image_atomic(folder / "texture.png", texture)
     write_image_atomic(folder / "mask.png", visible.astype(np.uint8) * 255)
-    write_image_atomic(folder / "albedo.png", rgb_to_bgr(box_resample(out["uv_texture"], box, P)))
+    write_image_atomic(folder / "albedo.png", rgb_to_bgr(resample_uv_box(out["uv_texture"], box, P)))
     write_image_atomic(folder / "displacement.png", levels)
     write_image_atomic(folder / "normal.png", rgb_to_bgr(np.round((normals + 1.0) * 127.5).astype(np.uint8)))
     write_json_atomic(
