@@ -32,7 +32,7 @@ class ExportInput:
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
             raise ValueError(f"export input name must be an identifier, got {self.name!r}")
-        if not self.shape or any(int(s) < 1 for s in self.shape):
+        if any(int(s) < 1 for s in self.shape):  # () is one value per sample (an identity index)
             raise ValueError(f"export input {self.name!r}: shape must be positive sizes, got {self.shape}")
         if self.dtype not in INPUT_DTYPES:
             raise ValueError(f"export input {self.name!r}: dtype must be one of {INPUT_DTYPES}, got {self.dtype!r}")
