@@ -1,8 +1,9 @@
 """Evaluate a checkpoint on the held-out split: python eval.py ckpt=<path> [experiment=...] [data=rgbd data.root=...]
 
-The model is rebuilt from the checkpoint alone (class, architecture, weights); the experiment only names the model
-class the checkpoint must hold. Scores every held-out frame (mean / median / std / min / max per metric), prints
-the table, and writes a report folder (index.html, metrics.json, metrics.md, sample rows, point clouds).
+The model is rebuilt from the checkpoint alone (class, architecture, weights), whatever system it holds; an
+`experiment=` / `model=` on the command line also checks the checkpoint holds that class. Scores every held-out
+frame (mean / median / std / min / max per metric), prints the table with the system's declared directions, and
+writes a report folder (index.html, metrics.json, metrics.md, and the system's own sample renderings).
 """
 
 from __future__ import annotations
