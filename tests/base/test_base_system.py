@@ -166,8 +166,12 @@ def test_fitted_statistic_once_and_restored_from_checkpoint(trained: tuple[Recor
     evaluated.load_state_dict(torch.load(ckpt, weights_only=True)["state_dict"])
     trainer(tmp_path, 1).validate(evaluated, val, verbose=False)
     assert evaluated.fit_calls == 0
+    untrained = RecordingToy(**toy_config())
     with pytest.raises(UserError, match="never fitted"):
-        trainer(tmp_path, 1).validate(RecordingToy(**toy_config()), val, verbose=False)
+        trainer(tmp_path, 1).validate(untrained, val, verbose=False)
+    untrained.copy_fitted_statistics(module)  # the "untrained" comparison row: same statistics, fresh weights
+    trainer(tmp_path, 1).validate(untrained, val, verbose=False)
+    assert untrained.fit_calls == 0 and untrained.target_mean.item() == module.target_mean.item()
 
 
 def test_ema_of_every_asked_network(trained: tuple[RecordingToy, Path]) -> None:

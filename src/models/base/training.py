@@ -198,3 +198,9 @@ class TrainingMixin:
             buffer.copy_(value.to(buffer))
         self.statistics_fitted.fill_(True)
         log.info(f"{type(self).__name__}: fitted {', '.join(self.FITTED_STATISTICS)} on the training split")
+
+    def copy_fitted_statistics(self, source: Any) -> None:
+        """Take over another instance's fitted statistics (data statistics, not learned weights): what the
+        "untrained" comparison row needs, since it must not fit them again on its own."""
+        for name in (*self.FITTED_STATISTICS, "statistics_fitted") if self.FITTED_STATISTICS else ():
+            getattr(self, name).copy_(getattr(source, name))
