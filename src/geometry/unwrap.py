@@ -26,7 +26,6 @@ from src.geometry.uv import (
 )
 
 Camera = PinholeCamera | OrthographicCamera
-_FAR = 1e9  # z-buffer value where nothing is drawn (finite so bilinear sampling stays finite)
 
 
 def _inside(x: np.ndarray, y: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -41,12 +40,15 @@ def _remap(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _nearer_than_zbuffer(
-    zbuffer: np.ndarray, x: np.ndarray, y: np.ndarray, depth: np.ndarray, tolerance: float
+    depth_image: np.ndarray, drawn: np.ndarray, x: np.ndarray, y: np.ndarray, depth: np.ndarray, tolerance: float
 ) -> np.ndarray:
-    """depth <= z-buffer + tolerance, the z-buffer sampled bilinearly at (x, y) (nearest sampling would add up to
-    0.7 px times the depth slope on slanted skin; next to the silhouette the far background makes it pass)."""
-    seen = _remap(zbuffer.astype(np.float32), x, y)
-    return depth <= seen + tolerance
+    """depth <= z-buffer + tolerance at (x, y), the z-buffer interpolated bilinearly over DRAWN pixels only
+    (nearest sampling errs by up to 0.7 px times the depth slope on slanted skin; letting empty pixels in would
+    wave through the surface just behind a silhouette). No drawn pixel among the four: not visible."""
+    weight = _remap(drawn.astype(np.float32), x, y)
+    total = _remap(np.where(drawn, depth_image, 0.0).astype(np.float32), x, y)
+    seen = total / np.maximum(weight, 1e-6)
+    return (weight > 1e-6) & (depth <= seen + tolerance)
 
 
 def position_map_visibility(
@@ -60,9 +62,10 @@ def position_map_visibility(
         raise ValueError(f"position_map must be (P,P,3) matching face_mask {mask.shape}, got {pos.shape}")
     screen = np.stack([pos[..., 0].ravel(), pos[..., 1].ravel(), -pos[..., 2].ravel()], axis=1)
     frags = rasterize(screen, uv_grid_triangles(mask), width, height, perspective=False, cull_backfaces=False)
-    zbuffer = frags.depth_image(background=_FAR)
+    zbuffer = frags.depth_image(background=0.0)
+    drawn = frags.scatter(np.ones(len(frags.pixel), bool), False, bool)
     x, y = pos[..., 0], pos[..., 1]
-    return mask & _inside(x, y, width, height) & _nearer_than_zbuffer(zbuffer, x, y, -pos[..., 2], tolerance_px)
+    return mask & _inside(x, y, width, height) & _nearer_than_zbuffer(zbuffer, drawn, x, y, -pos[..., 2], tolerance_px)
 
 
 def unwrap_position_map(
@@ -111,8 +114,9 @@ def unwrap_mesh(
 
     Each covered texel's 3D point (interpolated in UV, then projected: exact under perspective) samples the image
     bilinearly. Visibility compares the point's camera depth with `depth_mm` (H,W), e.g. a sensor's or a full
-    scene's depth with eyes and hair as occluders; by default the mesh's own z-buffer. `face_mask` (S,S) limits
-    the texels (default: all the mesh covers)."""
+    scene's depth with eyes and hair as occluders; by default the mesh's own z-buffer (front faces). A texel whose
+    nearest pixel has no depth is hidden (it faces away). `face_mask` (S,S) limits the texels (default: all the
+    mesh covers)."""
     image = np.asarray(image)
     triangles = np.asarray(triangles)
     height, width = image.shape[:2]
@@ -131,8 +135,12 @@ def unwrap_mesh(
         depth_mm = mesh_depth(vertices_world, triangles, camera)
     elif np.shape(depth_mm) != (height, width):
         raise ValueError(f"depth_mm must be ({height}, {width}), got {np.shape(depth_mm)}")
-    zbuffer = np.where(np.asarray(depth_mm) > 0, depth_mm, _FAR)
-    visible = covered & _inside(x, y, width, height) & _nearer_than_zbuffer(zbuffer, x, y, z, tolerance_mm)
+    depth_mm = np.asarray(depth_mm, dtype=np.float32)
+    drawn = depth_mm > 0
+    # A texel whose nearest pixel shows nothing faces away (or is off the depth): not visible.
+    drawn_there = cv2.remap(drawn.astype(np.uint8), x.astype(np.float32), y.astype(np.float32), cv2.INTER_NEAREST)
+    visible = covered & _inside(x, y, width, height) & drawn_there.astype(bool)
+    visible &= _nearer_than_zbuffer(depth_mm, drawn, x, y, z, tolerance_mm)
     texture = _remap(image, x, y)
     texture[~visible] = fill
     return texture, visible

@@ -49,7 +49,7 @@ def test_unwrapping_a_render_through_its_true_position_map_gives_the_true_textur
     checked = visible & _inside_texels(frame, skin)
     assert checked.sum() > 0.5 * visible.sum()
     error = np.abs(texture.astype(float) - truth)[checked]
-    # Measured: mean 0.68 / 0.64 levels, 95th percentile 2 (yaw 10 / 40).
+    # Measured: mean 0.64 levels, 95th percentile 2 (yaw 10 and 40).
     assert error.mean() < 1.0 and np.percentile(error, 95) <= 3, (error.mean(), np.percentile(error, 95))
     # Control: the same unwrap half a pixel off (a pixel-centre convention slip) fails these bounds (mean ~1.4).
     shifted, _ = unwrap_position_map(
@@ -79,7 +79,7 @@ def test_position_map_visibility_agrees_with_the_rendered_depth(world, frames):
         hidden = 1.0 - depth_visible[face_mask].mean()
         assert hidden > (0.25 if yaw > 30 else 0.05)  # the turned face hides a cheek behind the nose
         agreement = (zbuffer_visible == depth_visible)[face_mask].mean()
-        assert agreement > 0.98, (yaw, agreement)  # measured 0.995 / 0.996
+        assert agreement > 0.98, (yaw, agreement)  # measured 0.989 / 0.995
         if yaw > 30:  # control: without the z-buffer (every texel visible) the hidden cheek disagrees
             assert depth_visible[face_mask].mean() < 0.75
 
@@ -105,10 +105,11 @@ def test_render_then_unwrap_returns_the_texture(world, frames, yaw):
     )  # fmt: skip
     error = np.abs(back.astype(float) - texture)[visible & inside]
     assert (visible & inside).sum() > 0.6 * face_mask.sum() * (0.9 if yaw < 30 else 0.6)
-    assert error.mean() < 1.0 and np.percentile(error, 95) <= 3, (error.mean(), np.percentile(error, 95))
+    # Measured (both paths): mean 0.3-0.6 levels, 95th percentile 1.
+    assert error.mean() < 1.0 and np.percentile(error, 95) <= 2, (error.mean(), np.percentile(error, 95))
     back, visible = unwrap_position_map(image, frame.render["position_map"], face_mask)
     error = np.abs(back.astype(float) - texture)[visible & inside]
-    assert error.mean() < 1.5 and np.percentile(error, 95) <= 4, (error.mean(), np.percentile(error, 95))
+    assert error.mean() < 1.0 and np.percentile(error, 95) <= 2, (error.mean(), np.percentile(error, 95))
 
 
 def test_bad_inputs_name_the_problem(world, frames):
