@@ -138,3 +138,16 @@ def test_progress_bar_metric_defaults_to_the_first_headline_metric() -> None:
     assert RGBDFaceModule.PROGRESS_BAR_METRIC is None and RGBDFaceModule.HEADLINE_METRICS
     assert module.progress_bar_metric == RGBDFaceModule.HEADLINE_METRICS[0]
     assert ToySequenceSystem(**toy_config()).progress_bar_metric == "l1"
+
+
+def test_update_phase_restriction_and_phase_update_list_both_apply() -> None:
+    config = toy_config()
+    config["updates"][2] = {**config["updates"][2], "phases": ["supervised"]}  # aux: supervised batches only
+    module = ToySequenceSystem(**config)
+    aux, g = module._updates_by_name["aux"], module._updates_by_name["G"]
+    supervised, unsupervised = module.active_phase(1, 0), module.active_phase(1, 1)
+    assert (supervised.name, unsupervised.name) == ("supervised", "unsupervised")
+    assert module.update_is_active(aux, supervised, 1) and not module.update_is_active(aux, unsupervised, 1)
+    assert not module.update_is_active(aux, module.active_phase(0, 0), 0)  # warmup lists G only
+    assert module.update_is_active(g, module.active_phase(0, 0), 0)
+    assert module.update_weights(g, unsupervised) == {"image/gan": 1.0, "temporal/gan": 0.5}

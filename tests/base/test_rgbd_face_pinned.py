@@ -8,6 +8,7 @@ at least one of them far beyond the tolerance.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -267,3 +268,14 @@ def test_rgbd_face_first_steps_are_pinned(tmp_path: Path, case: str, settings: d
         for key, value in want.items():
             assert got[key] == pytest.approx(value, rel=REL, abs=1e-7), f"step {index}: {key}"
     assert describe(output) == pytest.approx(expected["output"], rel=REL, abs=1e-6)
+
+
+def test_checkpoint_layout_is_unchanged() -> None:
+    """State-dict keys (in order) and optimizer layout as the pre-refactor base wrote them: old checkpoints load."""
+    module = RGBDFaceModule(**pinned_kwargs(depth_mask_rule="original", ema_decay=0.5, clip=None))
+    keys = list(module.state_dict())
+    assert len(keys) == 111 and {k.split(".")[0] for k in keys} == {"discriminator", "generator", "generator_ema"}
+    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()
+    assert digest == "4073897dcbecfdd6f43094d8bdfc5bcf8aa3d18ce4daf8b57605cc082e8daed4"
+    optimizers, schedulers = module.configure_optimizers()
+    assert [len(o.param_groups[0]["params"]) for o in optimizers] == [25, 12] and len(schedulers) == 2
