@@ -159,3 +159,14 @@ def test_module_rebuilds_from_stored_hyperparameters(tmp_path: Path) -> None:
     clone = hydra.utils.get_class("src.models.rgbd_face.RGBDFaceModule")(**dict(module.hparams))
     assert clone.load_state_dict(module.state_dict()) is not None
     assert all(not hasattr(v, "_metadata") for v in module.hparams.values())  # plain containers, no DictConfig
+
+
+def test_evaluation_keeps_exactly_the_asked_frames_spread_over_the_split(rgbd_dataset: Path, tmp_path: Path) -> None:
+    module = RGBDFaceModule(**model_kwargs(tmp_path, "model.num_kept_samples=2"))
+    datamodule = RGBDDataModule(root=str(rgbd_dataset), batch_size=2, val_fraction=0.25)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    trainer.test(module, datamodule=datamodule, verbose=False)
+    results = module.eval_results["test"]
+    kept = [frame for batch, _ in results["samples"] for frame in batch["frame_id"]]
+    assert len(results["frame_ids"]) == 3 and kept == [results["frame_ids"][0], results["frame_ids"][-1]]
+    assert [s.name for s in module.report_samples("test")] == kept
