@@ -42,7 +42,7 @@ def infer(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         ckpt=cfg.get("ckpt"),
         exported=cfg.get("exported"),
         detector=_plain(cfg.get("detector")),
-        fallback_detector=_plain(cfg.get("fallback_detector")),
+        fallback_detector=_plain(cfg.get("fallback_detector")) if cfg.get("use_fallback", True) else None,
         device=str(cfg.device),
         batch_size=int(cfg.batch_size),
         on_error=str(cfg.on_error),

@@ -227,3 +227,32 @@ def test_bad_inputs_give_one_line_naming_the_file(trained, folder_run, tmp_path,
     assert line is not None and "\n" not in line, repr(line)
     assert expected.format(path=path) in line, line
     assert not (tmp_path / "out").exists()
+
+
+def test_a_checkpoint_whose_dataset_is_gone_needs_the_encoding_and_falls_back_to_documented_defaults(
+    trained, folder_run, tmp_path
+):
+    """Deployed without the training folder: one error naming depth_encoding, then the fit framing and the PLY
+    default intrinsics, as docs/inference.md says."""
+    import torch
+
+    from src.infer.run import InferenceSettings, run_inference
+    from src.io.ply import default_intrinsics
+    from src.utils.errors import describe_user_error
+
+    checkpoint = torch.load(trained.ckpt, map_location="cpu", weights_only=True)
+    checkpoint["facesynth"]["config"]["data"]["root"] = str(tmp_path / "gone")
+    moved = tmp_path / "moved.ckpt"
+    torch.save(checkpoint, moved)
+    settings = {"input": str(folder_run.inputs / "truth.txt"), "ckpt": str(moved), "progress": False}
+    with pytest.raises(Exception) as caught:
+        run_inference(InferenceSettings(output=str(tmp_path / "first"), **settings))
+    assert "depth_encoding.near_mm=" in describe_user_error(caught.value)
+    assert not (tmp_path / "first").exists()
+
+    given = {"near_mm": 500.0, "far_mm": 700.0, "bits": 16}
+    run_inference(InferenceSettings(output=str(tmp_path / "out"), depth_encoding=given, **settings))
+    config = read_config(tmp_path / "out" / "config.txt")
+    assert (float(config["near_mm"]), float(config["far_mm"])) == (500.0, 700.0)
+    assert float(config["fx"]) == pytest.approx(default_intrinsics(MODEL_SIZE, MODEL_SIZE)[0])
+    assert json.loads((tmp_path / "out" / "infer.json").read_text())["framing"]["rule"] == "fit"
