@@ -151,3 +151,10 @@ def test_update_phase_restriction_and_phase_update_list_both_apply() -> None:
     assert not module.update_is_active(aux, module.active_phase(0, 0), 0)  # warmup lists G only
     assert module.update_is_active(g, module.active_phase(0, 0), 0)
     assert module.update_weights(g, unsupervised) == {"image/gan": 1.0, "temporal/gan": 0.5}
+
+
+def test_plan_is_checked_before_any_network_is_built() -> None:
+    """A plan mistake is reported even when building the networks would fail (or take minutes)."""
+    config = toy(generator={"_target_": "no.such.Network"}, updates=replace_update(3, loss_weights={"l2": 1.0}))
+    with pytest.raises(UserError, match=r"unknown loss term\(s\) \['l2'\]"):
+        ToySequenceSystem(**config)

@@ -116,14 +116,12 @@ class GANModule(SystemHooks, NetworksMixin, TablesMixin, TrainingMixin, Evaluati
         self.gradient_clip_val = gradient_clip_val
         self.gradient_clip_algorithm = gradient_clip_algorithm
         self.num_kept_samples = num_kept_samples
-        self._build_networks(
-            generator,
-            discriminator,
-            parse_tables(discriminators),
-            networks,
-            {"generator": ema_decay} if ema_decay is not None else plain(ema) or {},
-        )
-
+        # The whole plan is checked from config before any network is built (a mistake costs no work).
+        tables = parse_tables(discriminators)
+        if discriminator is not None and tables:
+            raise UserError("model.discriminator and model.discriminators: give one single D or named D tables")
+        self.discriminator_tables = {t.name: t for t in tables}
+        self.has_discriminator = discriminator is not None or bool(tables)
         self.loss_weights = weight_table(loss_weights, "model.loss_weights")
         d_weights = {"real": 0.5, "fake": 0.5} if discriminator_loss_weights is None else discriminator_loss_weights
         self.discriminator_loss_weights = weight_table(d_weights, "model.discriminator_loss_weights")
@@ -143,8 +141,17 @@ class GANModule(SystemHooks, NetworksMixin, TablesMixin, TrainingMixin, Evaluati
         self._updates_by_name = {u.name: u for u in specs}
         self._optimizer_index = {u.name: i for i, u in enumerate(u for u in specs if not u.shares_optimizer)}
         self._default_scheduler = scheduler
+        needed = self._check_terms(criteria, legacy=updates is None)
+        if chunk_frames is not None and (not self.SEQUENCE_KEYS or int(chunk_frames) < 1):
+            raise UserError(f"model.chunk_frames: needs a sequence system and a value >= 1, got {chunk_frames}")
+        self.chunk_frames = None if chunk_frames is None else int(chunk_frames)
+
+        ema_table = {"generator": ema_decay} if ema_decay is not None else plain(ema) or {}
+        self._build_networks(generator, discriminator, tables, networks, ema_table)
         self._check_parameters()
-        self.criteria = self._build_criteria(criteria, legacy=updates is None)
+        # Only criteria an active term uses are built: a zero-weight LPIPS never loads its backbone.
+        built = {name: build(criteria[name], f"model.criteria.{name}") for name in sorted(needed)}
+        self.criteria = nn.ModuleDict(built).requires_grad_(False)  # frozen backbones (VGG, LPIPS) are not trained
         if chunk_frames is not None and (not self.SEQUENCE_KEYS or int(chunk_frames) < 1):
             raise UserError(f"model.chunk_frames: needs a sequence system and a value >= 1, got {chunk_frames}")
         self.chunk_frames = None if chunk_frames is None else int(chunk_frames)
@@ -163,7 +170,7 @@ class GANModule(SystemHooks, NetworksMixin, TablesMixin, TrainingMixin, Evaluati
         if self.has_discriminator:
             if optimizer_d is None:
                 raise UserError("model.optimizer_d is required when the model has a discriminator")
-            params = ("discriminator",) if self.discriminator is not None else ("discriminators",)
+            params = ("discriminators",) if self.discriminator_tables else ("discriminator",)
             spec = UpdateSpec("D", params, optimizer_d, "discriminator_losses", {}, detach_outputs=True)
             specs.append(self._with_default_weights(spec))
         return specs
@@ -195,8 +202,8 @@ class GANModule(SystemHooks, NetworksMixin, TablesMixin, TrainingMixin, Evaluati
                             f"model.updates: {name} is trained by both {owner[id(param)]} and {update.name}"
                         )
 
-    def _build_criteria(self, criteria: Mapping[str, Any], legacy: bool) -> nn.ModuleDict:
-        """Check every table's terms; build only the criteria an active term uses (zero-weight LPIPS never loads)."""
+    def _check_terms(self, criteria: Mapping[str, Any], legacy: bool) -> set[str]:
+        """Check every weight table (updates and phase overrides); returns the criteria the active terms use."""
         active: set[str] = set()
         for update in self.update_specs:
             supported = self.supported_terms(update.loss)
@@ -220,8 +227,7 @@ class GANModule(SystemHooks, NetworksMixin, TablesMixin, TrainingMixin, Evaluati
         missing = sorted(needed - set(criteria))
         if missing:
             raise UserError(f"model.criteria: the active loss terms need {missing}, which are not configured")
-        built = nn.ModuleDict({name: build(criteria[name], f"model.criteria.{name}") for name in sorted(needed)})
-        return built.requires_grad_(False)  # frozen backbones (VGG, LPIPS) are not trained
+        return needed
 
     def supported_terms(self, hook: str) -> tuple[str, ...]:
         """The terms loss hook `hook` can compute (D-table terms are `<discriminator>/<term>`)."""

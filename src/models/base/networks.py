@@ -37,9 +37,6 @@ class NetworksMixin:
         if not isinstance(self.generator, nn.Module):
             raise UserError("model.generator: a generator network is required")
         self.discriminator = build(discriminator, "model.discriminator")
-        if self.discriminator is not None and tables:
-            raise UserError("model.discriminator and model.discriminators: give one single D or named D tables")
-        self.discriminator_tables = {t.name: t for t in tables}
         self.discriminators = nn.ModuleDict(
             {t.name: build(t.network, f"model.discriminators.{t.name}.network") for t in tables}
         )
@@ -61,10 +58,6 @@ class NetworksMixin:
         object.__setattr__(self, "_generator_override", None)
         for net in self.all_networks():
             set_norm_inference_mode(net, self.inference_norm, self.inference_dropout)
-
-    @property
-    def has_discriminator(self) -> bool:
-        return self.discriminator is not None or len(self.discriminators) > 0
 
     def all_networks(self) -> list[nn.Module]:
         """Every trainable network and EMA copy (criteria and metric backbones excluded)."""
