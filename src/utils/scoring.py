@@ -120,12 +120,19 @@ def write_comparison(
     return payload
 
 
-def untrained_system(cfg: DictConfig) -> LightningModule:
+def untrained_system(cfg: DictConfig, trained: LightningModule | None = None) -> LightningModule:
     """The same system class built from the same model config with the same seed, exactly as train.py builds it
-    before training starts (seed, then instantiate): its inference networks are the untrained baseline."""
+    before training starts (seed, then instantiate): its inference networks are the untrained baseline.
+
+    trained: the trained system whose fitted data statistics (e.g. a PCA basis of the training split, not learned
+    weights) the untrained one takes over, so it is scored without fitting them again.
+    """
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-    return hydra.utils.instantiate(cfg.model)
+    untrained = hydra.utils.instantiate(cfg.model)
+    if trained is not None and callable(getattr(untrained, "copy_fitted_statistics", None)):
+        untrained.copy_fitted_statistics(trained)
+    return untrained
 
 
 def test_and_compare(
@@ -148,7 +155,7 @@ def test_and_compare(
         if not isinstance(model, SystemHooks) or not model.HEADLINE_METRICS:
             raise TypeError(f"{type(model).__name__} declares no HEADLINE_METRICS: nothing to compare baselines on")
         rows = {"trained": trained["summary"]}
-        rows["untrained"] = score_on_test(tester, model, datamodule, untrained_system(cfg))["summary"]
+        rows["untrained"] = score_on_test(tester, model, datamodule, untrained_system(cfg, model))["summary"]
         for name, baseline in model.baselines(datamodule).items():
             if name in rows:
                 raise ValueError(f"{type(model).__name__}.baselines(): the row name {name!r} is reserved")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from src.datamodules.faceworld import SETTINGS_FILE, ensure_faceworld_dataset
 from src.datamodules.rgbd import RGBDDataModule
@@ -90,3 +91,33 @@ def test_faceworld_cache_is_keyed_by_writer_and_resolved_settings(faceworld_root
     assert (faceworld_root / SETTINGS_FILE).is_file()
     assert faceworld_root.name.startswith("rgbd-processed-")
     assert len([p for p in cache.iterdir() if not p.name.startswith(".")]) == 1  # nothing generated twice
+
+
+def test_rgbd_face_report_samples_carry_the_batch_intrinsics(faceworld_root: Path) -> None:
+    from torch.utils.data import DataLoader
+
+    from src.models.rgbd_face import RGBDFaceModule
+
+    adam = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 2e-4}
+    generator = {
+        "_target_": "src.models.components.generators.build_generator",
+        "name": "resnet_6blocks", "input_nc": 1, "output_nc": 4, "ngf": 4, "norm": "batch", "dropout": False,
+    }  # fmt: skip
+    module = RGBDFaceModule(
+        generator=generator,
+        discriminator=None,
+        criteria={"l1": {"_target_": "src.losses.reconstruction.L1ReconstructionLoss"}},
+        loss_weights={"l1": 1.0},
+        optimizer_g=adam,
+        lpips_metric=None,
+    ).eval()
+    dm = RGBDDataModule(root=str(faceworld_root), image_size=64, batch_size=2, val_fraction=0.0)
+    dm.setup()
+    batch = next(iter(DataLoader(dm.datasets["test"], batch_size=2)))
+    with torch.no_grad():
+        outputs = module.generate(batch, module.inference_generator)
+    module.eval_results = {"test": {"samples": [(batch, outputs)]}}
+    samples = module.report_samples("test")
+    assert [s.name for s in samples] == list(batch["frame_id"])
+    for index, sample in enumerate(samples):
+        np.testing.assert_allclose(sample.intrinsics, batch["intrinsics"][index].numpy(), rtol=1e-6)
