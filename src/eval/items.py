@@ -336,6 +336,3 @@ class MeshSample:
             src = "" if sample.preview is None else page.image_src(f"meshes/{stem}.png", png_bytes(sample.preview))
             blocks.append(_block(sample.name, src, note))
         return Section("Meshes", "Open the PLY files in MeshLab / Blender; vertices in mm.", blocks)
-
-
-ITEM_KINDS: tuple[type, ...] = (ReportSample, ImageGridSample, VideoSample, LandmarkPlotSample, MeshSample)

@@ -39,7 +39,7 @@ from src.eval.items import (  # noqa: F401  (re-exported: the RGBD item and its 
     common_error_scale,
     sample_row,
 )
-from src.eval.page import ReportPage, Section
+from src.eval.page import ReportItem, ReportPage, Section
 from src.io.atomic import write_text_atomic
 from src.metrics import summarize
 
@@ -114,8 +114,10 @@ def write_report(
             raise TypeError(f"write_report: metric {name!r} must be a list of per-sample values")
     kinds: dict[type, list[Any]] = {}
     for sample in samples:
-        if not callable(getattr(type(sample), "render_section", None)) or not hasattr(sample, "name"):
-            raise TypeError(f"write_report: {type(sample).__name__} is not a report item (name + render_section)")
+        if not isinstance(sample, ReportItem):
+            raise TypeError(
+                f"write_report: {type(sample).__name__} is not a report item (name, validate, render_section)"
+            )
         sample.validate()
         kinds.setdefault(type(sample), []).append(sample)
     directions = dict(directions or {})

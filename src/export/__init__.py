@@ -1,4 +1,4 @@
-"""Deployable generators: TorchScript / ONNX exports checked against eager PyTorch (see generator.py)."""
+"""Deployable modules: TorchScript / ONNX exports checked against eager PyTorch (see generator.py, spec.py)."""
 
 from src.export.generator import (
     EXPORT_FORMATS,
@@ -7,7 +7,10 @@ from src.export.generator import (
     TORCHSCRIPT_FILE,
     ExportError,
     export_generator,
+    export_module,
+    export_modules,
 )
+from src.export.spec import ExportInput, ExportSpec
 
 
 def export_checkpoint(*args, **kwargs):
@@ -23,6 +26,10 @@ __all__ = [
     "ONNX_FILE",
     "TORCHSCRIPT_FILE",
     "ExportError",
+    "ExportInput",
+    "ExportSpec",
     "export_checkpoint",
     "export_generator",
+    "export_module",
+    "export_modules",
 ]
