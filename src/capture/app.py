@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from src.capture.face_count import FaceCounter
 from src.capture.gate import ACCEPTED, REASONS, FrameGate, GateDecision
 from src.capture.sources import FrameSource, SourceFrame
 from src.capture.writer import SplitPlan, UnprocessedWriter
+from src.utils.errors import DatasetError
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -66,21 +68,41 @@ def run_capture(cfg: Any, source: FrameSource | None = None, gate: FrameGate | N
     plan = SplitPlan(**OmegaConf.to_container(cfg.split, resolve=True))  # type: ignore[arg-type]
     own_source = source is None
     source = source if source is not None else instantiate(cfg.source)
-    own_detector = gate is None
-    if gate is None:
-        gate = FrameGate(instantiate(cfg.landmarks), max_angle_deg=float(cfg.gate.max_angle_deg))
+    own_gate = gate is None
     try:
-        return _capture(cfg, source, gate, plan)
+        writer = UnprocessedWriter(cfg.output_dir, str(cfg.session), plan, with_depth=source.has_depth)
+        overwrite = bool(cfg.get("overwrite", False))
+        on_disk = 0 if overwrite else sum(writer.scan().values())
+        check_splits_reachable(plan, source, on_disk)  # before the detectors load and anything on disk changes
+        if gate is None:
+            gate = build_gate(cfg)
+        return _capture(cfg, source, gate, writer)
     finally:
         if own_source:
             source.close()
-        if own_detector:
-            gate.detector.close()
+        if own_gate and gate is not None:
+            gate.close()
 
 
-def _capture(cfg: Any, source: FrameSource, gate: FrameGate, plan: SplitPlan) -> CaptureSummary:
+FACE_COUNTERS = ("tiled", "landmarks")
+
+
+def build_gate(cfg: Any) -> FrameGate:
+    """The frame gate of conf/capture.yaml: the landmark detector, the pose limit and the face counter."""
+    from hydra.utils import instantiate
+
+    counter_name = str(cfg.gate.get("face_counter", "tiled"))
+    if counter_name not in FACE_COUNTERS:
+        raise ValueError(f"gate.face_counter must be one of {FACE_COUNTERS}, got {counter_name!r}")
+    max_angle = float(cfg.gate.max_angle_deg)
+    counter = FaceCounter(min_face_px=float(cfg.gate.get("min_face_px", 40))) if counter_name == "tiled" else None
+    detector = instantiate(cfg.landmarks)
+    return FrameGate(detector, max_angle_deg=max_angle, face_counter=counter)
+
+
+def _capture(cfg: Any, source: FrameSource, gate: FrameGate, writer: UnprocessedWriter) -> CaptureSummary:
     started = time.perf_counter()
-    writer = UnprocessedWriter(cfg.output_dir, str(cfg.session), plan, with_depth=source.has_depth)
+    plan = writer.plan
     if cfg.get("overwrite", False):
         removed = writer.remove_session()
         log.info("overwrite: removed %d files of session %s", removed, writer.session)
@@ -111,15 +133,47 @@ def _capture(cfg: Any, source: FrameSource, gate: FrameGate, plan: SplitPlan) ->
     preview.close()
     counts = dict(writer.counts)
     writer.write_config({f"{writer.session}_{split}_frames": n for split, n in counts.items()})
-    if not writer.done:
-        log.warning(
-            "capture: the source ended after %s accepted frames of %d wanted (%s)", counts, plan.total, dict(reasons)
-        )
     summary = CaptureSummary(
         writer.root, writer.session, counts, dict(reasons), resumed_from, writer.done, time.perf_counter() - started
     )
     log.info("capture: %s", summary)
+    empty = plan.empty_splits(writer.accepted)
+    if empty:
+        gate_text = ", ".join(f"{reason} {n}" for reason, n in reasons.items() if n) or "no frames read"
+        raise EmptySplitError(
+            f"capture: the {' and '.join(empty)} split of session {writer.session} in {writer.root} is empty: the "
+            f"source ended after {writer.accepted} accepted frames (gate this run: {gate_text}; {plan.describe()}); "
+            f"the {writer.accepted} frames written stay on disk"
+        )
+    if not writer.done:
+        log.warning(
+            "capture: the source ended after %s accepted frames of %d wanted (%s)", counts, plan.total, dict(reasons)
+        )
     return summary
+
+
+class EmptySplitError(DatasetError):
+    """A capture left a split that has a quota without a single frame: no usable train / eval dataset."""
+
+
+def check_splits_reachable(plan: SplitPlan, source: FrameSource, on_disk: int = 0) -> None:
+    """Fail before any work when a source of known length can never put a frame into a split that wants some.
+
+    A deterministic source replays from the start, so its length bounds the session; a live one adds to what is on
+    disk. Sources of unknown length (recordings, unbounded live streams) are checked after the capture instead.
+    """
+    count = getattr(source, "frame_count", None)  # duck-typed sources without it: unknown length
+    if count is None:
+        return
+    most = count if source.deterministic else on_disk + count
+    empty = plan.empty_splits(most)
+    if empty:
+        raise EmptySplitError(
+            f"capture: the {' and '.join(empty)} split would stay empty: the {source.name} source gives at most "
+            f"{count} frames{'' if source.deterministic else f' after the {on_disk} on disk'}, even if every one "
+            f"passed the gate ({plan.describe()}); lower the quota or give the source more frames "
+            "(source.num_frames / source.max_frames)"
+        )
 
 
 def _resume_point(writer: UnprocessedWriter, source: FrameSource, resume: bool) -> tuple[int, int]:
@@ -156,6 +210,8 @@ def _config_entries(cfg: Any, source: FrameSource, plan: SplitPlan, writer: Unpr
             "train_frames_wanted": plan.train_frames,
             "eval_frames_wanted": plan.eval_frames,
             "gate_max_angle_deg": float(cfg.gate.max_angle_deg),
+            "gate_face_counter": str(cfg.gate.get("face_counter", "tiled")),
+            "gate_min_face_px": float(cfg.gate.get("min_face_px", 40)),
             "landmark_detector": str(cfg.landmarks.get("_target_", "?")),
         }
     )

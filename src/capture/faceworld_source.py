@@ -19,6 +19,8 @@ import numpy as np
 from src.capture.calibration import DeviceCalibration, kinect_like_calibration
 from src.capture.mkv import KinectRecordingConfig, KinectRecordingWriter
 from src.capture.sources import ORIGINAL_CROP_3072P, SourceFrame, _RegisteredDepthSource
+from src.faceworld.params import FaceParams
+from src.geometry.pose import euler_to_rotation, rotation_to_euler
 
 
 def scaled_original_crop(width: int, height: int) -> tuple[int, int, int, int]:
@@ -26,6 +28,14 @@ def scaled_original_crop(width: int, height: int) -> tuple[int, int, int, int]:
     sx, sy = width / 4096, height / 3072
     x, y, w, h = ORIGINAL_CROP_3072P
     return round(x * sx), round(y * sy), round(w * sx), round(h * sy)
+
+
+def facing_camera(params: FaceParams, camera_rotation: np.ndarray) -> FaceParams:
+    """`params` re-posed in the device frame so that its yaw / pitch / roll hold relative to a camera rotated by
+    `camera_rotation` (device -> camera), e.g. the Kinect's colour camera, tilted ~6 degrees from the depth camera."""
+    rotation = np.asarray(camera_rotation, dtype=np.float64).T @ euler_to_rotation(*params.head_rotation_deg)
+    yaw, pitch, roll = rotation_to_euler(rotation)
+    return params.replace(yaw=yaw, pitch=pitch, roll=roll)
 
 
 class FaceWorldRig:
@@ -54,7 +64,7 @@ class FaceWorldRig:
             tuple(color_size), tuple(depth_size), distortion=False
         )
         self.fps = float(fps)
-        self.sequence = talking_head(
+        trajectory = talking_head(
             self.world,
             identity_seed,
             num_frames,
@@ -63,6 +73,10 @@ class FaceWorldRig:
             distance_mm=distance_mm,
             pose_amplitude_deg=pose_amplitude_deg,
         )
+        # The subject faces the colour camera (the one the frame gate and the dataset see), as a person in front of
+        # a Kinect does; the trajectory's angles are relative to it. Posed in the depth camera's frame instead, every
+        # head would come out pitched by the rig's ~6 degree colour-camera tilt.
+        self.sequence = [facing_camera(params, self.calibration.rotation) for params in trajectory]
         self.depth_camera = self.calibration.depth.to_pinhole()
         self.color_camera = self.calibration.color.to_pinhole(
             self.calibration.rotation, self.calibration.translation_mm
@@ -73,7 +87,7 @@ class FaceWorldRig:
         return len(self.sequence)
 
     def capture(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        """(colour RGB, depth uint16 mm, IR uint16, truth) of frame `index`; truth: colour-camera landmarks, pose."""
+        """(colour RGB, depth uint16 mm, IR uint16, truth) of frame `index`; truth: colour-camera landmarks and pose."""
         params = self.sequence[index]
         color = self.world.render(params, self.color_camera, modalities=("rgb", "landmarks"))
         depth = self.world.render(params, self.depth_camera, modalities=("depth", "ir", "mask"))
@@ -82,7 +96,8 @@ class FaceWorldRig:
             depth_mm, ir = sensed["depth"], sensed["ir"]
         else:
             depth_mm, ir = depth["depth"], depth["ir"]
-        truth = {"landmarks2d": color["landmarks2d"], "pose_deg": np.array(params.head_rotation_deg)}
+        pose_in_colour = rotation_to_euler(self.calibration.rotation @ euler_to_rotation(*params.head_rotation_deg))
+        truth = {"landmarks2d": color["landmarks2d"], "pose_deg": np.array(pose_in_colour)}
         return color["rgb"], depth_mm, ir, truth
 
 
@@ -106,6 +121,10 @@ class FaceWorldSource(_RegisteredDepthSource):
             landmarks = truth["landmarks2d"] - (self.crop[:2] if self.crop else 0)
             frame.extras.update({"landmarks2d": landmarks, "pose_deg": truth["pose_deg"]})
             yield frame
+
+    @property
+    def frame_count(self) -> int:
+        return len(self.rig)
 
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "faceworld_frames": len(self.rig)}

@@ -1,16 +1,20 @@
 """The original's frame gate: keep a frame only with exactly one face, looking at the camera within a limit.
 
 Head pose comes from the detected landmarks (PnP against FaceWorld's mean-face template, in
-src.geometry.pose), so the gate works for every source, with or without depth.
+src.geometry.pose), so the gate works for every source, with or without depth. Faces are counted by a detector
+made for small faces (src/capture/face_count.py) together with the landmark model: the landmark model alone misses
+faces a few percent of the frame wide, so a bystander would pass as "exactly one face".
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from src.capture.calibration import CameraIntrinsics
+from src.capture.face_count import SAME_FACE_OVERLAP, FaceCounter
 from src.landmarks.detectors.base import FaceDetection, LandmarkDetector
 
 ACCEPTED = "accepted"
@@ -43,22 +47,48 @@ def default_intrinsics(width: int, height: int) -> CameraIntrinsics:
 
 
 class FrameGate:
-    """Accept a frame when exactly one face is found and |yaw|, |pitch|, |roll| <= max_angle_deg."""
+    """Accept a frame when exactly one face is found and |yaw|, |pitch|, |roll| <= max_angle_deg.
 
-    def __init__(self, detector: LandmarkDetector, max_angle_deg: float = 10.0) -> None:
+    `face_counter`: the detector that counts faces besides the landmark model ("default": a FaceCounter for faces
+    of 40 px and more; None: the landmark model's own count, which misses small faces). A face seen by either
+    counts, so the landmark model's subject and the counter's boxes of it are one face.
+    """
+
+    def __init__(
+        self,
+        detector: LandmarkDetector,
+        max_angle_deg: float = 10.0,
+        face_counter: FaceCounter | Literal["default"] | None = "default",
+    ) -> None:
         if not max_angle_deg > 0:
             raise ValueError(f"gate.max_angle_deg must be positive, got {max_angle_deg}")
         self.detector = detector
         self.max_angle_deg = float(max_angle_deg)
+        self.face_counter = FaceCounter() if face_counter == "default" else face_counter
+
+    def count_faces(self, color_rgb: np.ndarray, landmark_faces: list[FaceDetection]) -> int:
+        """Distinct faces seen by the landmark model or the face counter."""
+        if self.face_counter is None:
+            return len(landmark_faces)
+        boxes = self.face_counter.find(color_rgb)
+        extra = [b for b in boxes if all(b.overlap(f.box) < SAME_FACE_OVERLAP for f in landmark_faces)]
+        return len(landmark_faces) + len(extra)  # the counter's boxes are already one per face
+
+    def close(self) -> None:
+        """Release the landmark detector and the face counter (both safe to close twice)."""
+        self.detector.close()
+        if self.face_counter is not None:
+            self.face_counter.close()
 
     def __call__(self, color_rgb: np.ndarray, intrinsics: CameraIntrinsics | None = None) -> GateDecision:
         from src.geometry.pose import estimate_pose_2d
 
         faces = self.detector.detect(color_rgb)
+        count = len(faces) if len(faces) > 1 else self.count_faces(color_rgb, faces)
+        if count > 1:  # also when the landmark model saw none of them (a group of small faces)
+            return GateDecision(MULTIPLE_FACES, faces[0] if faces else None, num_faces=count)
         if not faces:
-            return GateDecision(NO_FACE)
-        if len(faces) > 1:
-            return GateDecision(MULTIPLE_FACES, faces[0], num_faces=len(faces))
+            return GateDecision(NO_FACE, num_faces=count)
         face = faces[0]
         camera = intrinsics or default_intrinsics(color_rgb.shape[1], color_rgb.shape[0])
         points = face.landmarks.astype(np.float64)

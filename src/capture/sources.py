@@ -54,6 +54,14 @@ class FrameSource(abc.ABC):
     @abc.abstractmethod
     def frames(self, start: int = 0) -> Iterator[SourceFrame]: ...
 
+    @property
+    def frame_count(self) -> int | None:
+        """How many frames `frames(0)` yields at most, when the source knows it up front (None: unknown / live).
+
+        The capture checks it before any work, so a split that such a source can never reach is an error at once.
+        """
+        return None
+
     def describe(self) -> dict[str, object]:
         """Key facts for the dataset's config.txt."""
         return {"source": self.name}
@@ -231,6 +239,10 @@ class KinectSource(_RegisteredDepthSource):
                 yield SourceFrame(index, np.ascontiguousarray(color), depth, ir, self.color_intrinsics, timestamp)
             index += 1
 
+    @property
+    def frame_count(self) -> int | None:
+        return self.max_frames
+
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "registration": "sdk" if self.use_sdk_registration else "ours"}
 
@@ -273,6 +285,10 @@ class VideoSource(FrameSource):
                     rgb = rgb[y : y + h, x : x + w]
                 yield SourceFrame(index, np.ascontiguousarray(rgb))
             index += 1
+
+    @property
+    def frame_count(self) -> int | None:
+        return self.max_frames  # a file's own frame count (CAP_PROP_FRAME_COUNT) is an estimate for many codecs
 
     def describe(self) -> dict[str, object]:
         return {"source": self.name, "video": str(self.path), "crop": list(self.crop) if self.crop else "none"}

@@ -71,6 +71,24 @@ class SplitPlan:
             return "train" if ordinal < self.train_frames else "eval"
         return self._interleaved()[ordinal] if ordinal < self.total else "eval"
 
+    def splits_reached(self, accepted: int) -> set[str]:
+        """The splits that hold at least one frame once `accepted` frames have passed the gate."""
+        return {self.split_of(k) for k in range(min(accepted, self.total))}
+
+    def empty_splits(self, accepted: int) -> list[str]:
+        """Splits with a quota that `accepted` frames leave without a single frame (in SPLITS order)."""
+        reached = self.splits_reached(accepted)
+        return [split for split in SPLITS if self.quotas[split] > 0 and split not in reached]
+
+    def describe(self) -> str:
+        """The split settings as the config keys a user would change, for error messages."""
+        text = f"split.mode={self.mode}, split.train_frames={self.train_frames}, split.eval_frames={self.eval_frames}"
+        if self.mode == "interleaved":
+            text += f", split.interleave_every={self.interleave_every}"
+        if self.mode == "sessions":
+            text += f", split.session_split={self.session_split}"
+        return text
+
     def _interleaved(self) -> list[str]:
         """Each `interleave_every`-th accepted frame -> eval while eval has room; the rest fill train."""
         if not hasattr(self, "_interleaved_cache"):

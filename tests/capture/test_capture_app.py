@@ -13,12 +13,12 @@ import pytest
 from capture_fixtures import gate_sequence, write_test_recording
 from hydra import compose, initialize_config_dir
 
-from src.capture.app import run_capture
+from src.capture.app import EmptySplitError, run_capture
 from src.capture.faceworld_source import scaled_original_crop, write_faceworld_recording
 from src.capture.sources import MkvSource
 from src.capture.writer import SplitPlan
 from src.io.images import read_image
-from src.io.rgbd_layout import read_config
+from src.io.rgbd_layout import SPLITS, read_config
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
 
@@ -78,11 +78,60 @@ def test_capture_writes_the_unprocessed_layout(faceworld_recording, tmp_path):
 
 def test_gate_outcomes_are_counted_by_reason(gate_recording, tmp_path):
     summary = run_capture(
-        _cfg(gate_recording, tmp_path / "out", "split.train_frames=20", "split.eval_frames=5", "gate.max_angle_deg=20")
+        _cfg(gate_recording, tmp_path / "out", "split.train_frames=5", "split.eval_frames=5", "gate.max_angle_deg=20")
     )
     assert not summary.complete  # the recording ends first
     assert summary.reasons["no_face"] == 2 and summary.reasons["pose"] == 1 and summary.reasons["accepted"] == 7
-    assert summary.counts == {"train": 7, "eval": 0}
+    assert summary.counts == {"train": 5, "eval": 2}
+
+
+def test_a_split_the_source_leaves_empty_is_an_error_and_keeps_the_frames(gate_recording, tmp_path):
+    """7 of the recording's 10 frames pass the gate: with 20 wanted for train, eval gets none."""
+    out = tmp_path / "out"
+    args = ["split.train_frames=20", "split.eval_frames=5", "gate.max_angle_deg=20"]
+    with pytest.raises(EmptySplitError, match=r"the eval split .* is empty: the source ended after 7 accepted frames"):
+        run_capture(_cfg(gate_recording, out, *args))
+    assert len(list((out / "train" / "Color").iterdir())) == 7  # nothing written is lost
+    # every frame rejected: the train split is empty too, and the message says why
+    with pytest.raises(EmptySplitError, match=r"train and eval split .* no_face 2, pose 8"):
+        run_capture(_cfg(gate_recording, tmp_path / "none", *args[:2], "gate.max_angle_deg=0.01"))
+    # a held-out session (split.mode=sessions) wants no train frames: an empty train split is right there
+    summary = run_capture(
+        _cfg(gate_recording, tmp_path / "held", *args, "split.mode=sessions", "split.session_split=eval")
+    )
+    assert summary.counts == {"train": 0, "eval": 5}
+
+
+def test_a_source_too_short_for_a_split_fails_before_any_work(tmp_path, monkeypatch):
+    """FaceWorld knows its length: 60 frames can never reach the eval block after 1500 train frames."""
+    from src.capture import app
+
+    def no_detector(*args, **kwargs):
+        raise AssertionError("the gate was built although the split check must fail first")
+
+    monkeypatch.setattr(app, "build_gate", no_detector)
+    cfg = app.capture_config(
+        ["capture/source=faceworld", "source.num_frames=60", f"output_dir={tmp_path / 'out'}", "progress=false"]
+    )
+    with pytest.raises(EmptySplitError, match=r"eval split would stay empty: the faceworld source gives at most 60"):
+        run_capture(cfg)
+    assert not (tmp_path / "out").exists()
+    plan = SplitPlan("interleaved", 12, 2, interleave_every=7)
+    assert plan.empty_splits(6) == ["eval"] and plan.empty_splits(7) == [] and plan.empty_splits(0) == list(SPLITS)
+    assert SplitPlan("block", 3, 2).empty_splits(3) == ["eval"] and SplitPlan("block", 0, 2).empty_splits(1) == []
+
+
+def test_command_line_empty_split_is_one_error_line_and_exit_1(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "src.capture", "capture/source=faceworld", "source.num_frames=60",
+         f"output_dir={tmp_path / 'out'}", "progress=false", f"hydra.run.dir={tmp_path / 'hydra'}"],
+        cwd=Path(CONF).parent, env={k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: capture: the eval split would stay empty") and "split.train_frames=1500" in last
+    assert "Traceback" not in result.stderr
 
 
 class _InterruptedError(Exception):
