@@ -30,9 +30,8 @@ def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 
 def test_recording_capture_convert_train_eval(tmp_path: Path) -> None:
     recording = tmp_path / "session.mkv"
-    write_faceworld_recording(
-        recording, num_frames=14, color_size=(320, 240), depth_size=(160, 144), pose_amplitude_deg=3.0, seed=1
-    )
+    # The FaceWorld rig's default head sway and the default +-10 degree gates of capture and convert (the original's).
+    write_faceworld_recording(recording, num_frames=14, color_size=(320, 240), depth_size=(160, 144), seed=1)
     unprocessed = tmp_path / "unprocessed"
     run(
         "-m",
@@ -43,7 +42,6 @@ def test_recording_capture_convert_train_eval(tmp_path: Path) -> None:
         "session=rec1",
         "split.train_frames=10",
         "split.eval_frames=3",
-        "gate.max_angle_deg=25",
         "progress=false",
         f"hydra.run.dir={tmp_path}/capture_logs",
     )
@@ -62,7 +60,6 @@ def test_recording_capture_convert_train_eval(tmp_path: Path) -> None:
         "padding=4",
         "face_depth=80",
         "depth_bits=16",
-        "max_pose_deg=25",
         "workers=1",
         "progress=false",
         f"hydra.run.dir={tmp_path}/convert_logs",
