@@ -403,9 +403,11 @@ def export_modules(
     }
     if len(modules) == 1:
         manifest.update(_single_module_fields(next(iter(modules.values()))))
-    files = {f"{name}.{fmt}": path for name, entry in modules.items() for fmt, path in entry["files"].items()}
+    # files: {format: path} of a one-module export (the single-network layout), else {"<module>.<format>": path}.
     if len(modules) == 1:
-        files.update(next(iter(modules.values()))["files"])
+        files = dict(next(iter(modules.values()))["files"])
+    else:
+        files = {f"{name}.{fmt}": path for name, entry in modules.items() for fmt, path in entry["files"].items()}
     manifest["files"] = {**files, "manifest": str(out / MANIFEST_FILE)}
     write_text_atomic(out / MANIFEST_FILE, json.dumps(manifest, indent=2, default=str) + "\n")
     return manifest

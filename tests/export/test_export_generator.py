@@ -46,6 +46,15 @@ def test_resnet_generator_exports_match_eager_with_dynamic_batch(tmp_path):
     assert on_disk["formats"]["onnx"]["opset"] >= 17
     assert 0 <= on_disk["formats"]["onnx"]["max_abs_diff"] <= on_disk["formats"]["onnx"]["atol"]
     assert on_disk["inference_norm"] == "instancenorm" and on_disk["dataset"] == "tiny"
+    # one module: the single-network layout (files by format) next to the per-module entry
+    assert on_disk["files"] == {
+        "torchscript": str(tmp_path / TORCHSCRIPT_FILE),
+        "onnx": str(tmp_path / ONNX_FILE),
+        "manifest": str(tmp_path / MANIFEST_FILE),
+    }
+    assert (
+        list(on_disk["modules"]) == ["generator"] and on_disk["modules"]["generator"]["inputs"][0]["name"] == "feature"
+    )
     assert not list(tmp_path.glob(".*.tmp*"))
 
 

@@ -15,6 +15,8 @@ from torch import nn
 from src.export.generator import MANIFEST_FILE, ExportError, export_modules
 from src.export.spec import ExportInput, ExportSpec
 
+SUFFIXES = (("torchscript", ".torchscript.pt"), ("onnx", ".onnx"))
+
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -90,11 +92,9 @@ def test_two_modules_with_named_inputs_match_eager_at_another_batch_size(tmp_pat
     ]
     chunk = on_disk["modules"]["chunk_generator"]
     assert chunk["inputs"][0]["layout"] == "NTCHW" and chunk["inputs"][1]["dtype"] == "int64"
-    for name in specs:
-        for suffix in (".torchscript.pt", ".onnx"):
-            assert (tmp_path / f"{name}{suffix}").is_file() and str(tmp_path / f"{name}{suffix}") in manifest[
-                "files"
-            ].values()
+    listed = {f"{name}.{fmt}": str(tmp_path / f"{name}{suffix}") for name in specs for fmt, suffix in SUFFIXES}
+    assert manifest["files"] == {**listed, "manifest": str(tmp_path / MANIFEST_FILE)}
+    assert all(Path(path).is_file() for path in manifest["files"].values())
 
     rng = torch.Generator().manual_seed(5)
     for name, spec in specs.items():
