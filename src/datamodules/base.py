@@ -142,7 +142,7 @@ class FaceDataModule(LightningDataModule):
     """
 
     FACEWORLD_WRITER: ClassVar[str | None] = None
-    FOLDERS: ClassVar[Mapping[str, str]] = {"train": "train/", "val": "train/ (held-out groups)", "test": "eval/"}
+    FOLDERS: ClassVar[Mapping[str, str]] = {"train": "train/", "val": "train/, held-out groups", "test": "eval/"}
 
     def __init__(
         self,
@@ -234,8 +234,10 @@ class FaceDataModule(LightningDataModule):
         items = self.split(scanned)
         empty = [name for name in SPLITS if not items.get(name) and not self._may_be_empty(name)]
         if empty:
-            where = ", ".join(f"{name} (from {self.FOLDERS.get(name, name)})" for name in empty)
-            raise DatasetError(f"{root}: the {' and '.join(empty)} split is empty: {where}")
+            listed = "; ".join(
+                f"the {name} split is empty (read from {self.FOLDERS.get(name, name)})" for name in empty
+            )
+            raise DatasetError(f"{root}: {listed}")
         self.items = {name: list(items.get(name, [])) for name in SPLITS}
         self.datasets = {name: self.make_dataset(name, ids) for name, ids in self.items.items()}
         log.info(

@@ -93,10 +93,10 @@ def test_missing_root_and_empty_splits_fail_in_setup(tmp_path: Path) -> None:
         RGBDDataModule(root=str(tmp_path / "nope")).setup()
     root = write_synthetic_rgbd(tmp_path / "noeval", eval_groups=(), frames=1)
     dm = RGBDDataModule(root=str(root))
-    with pytest.raises(DatasetError, match=r"the test split is empty: test \(from eval/\)"):
+    with pytest.raises(DatasetError, match=r"noeval: the test split is empty \(read from eval/\)$"):
         dm.setup("fit")  # before any training
     one_group = write_synthetic_rgbd(tmp_path / "onegroup", train_groups=("s1",), frames=1)
-    with pytest.raises(DatasetError, match=r"the val split is empty: val \(from train/ \(held-out groups\)\)"):
+    with pytest.raises(DatasetError, match=r"the val split is empty \(read from train/, held-out groups\)$"):
         RGBDDataModule(root=str(one_group), val_fraction=0.5).setup("fit")
     # val_fraction 0 asks for no validation: that empty split is fine, and Lightning gets no val loader
     no_val = RGBDDataModule(root=str(one_group), val_fraction=0.0)
