@@ -9,6 +9,7 @@ epoch; `global_step` counts optimizer steps, so lazy updates count training iter
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import torch
@@ -172,7 +173,10 @@ class TrainingMixin:
         for scheduler in schedulers:
             index = next(i for i, opt in enumerate(self._plain_optimizers()) if opt is scheduler.optimizer)
             self.log(f"train/lr_{owners[index]}", scheduler.get_last_lr()[0])  # the LR this epoch trained with
-            scheduler.step()
+            with warnings.catch_warnings():
+                # Schedules follow epochs: an update idle this epoch (another phase, zero weights) still advances.
+                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
+                scheduler.step()
 
     def _plain_optimizers(self) -> list[torch.optim.Optimizer]:
         optimizers = self.optimizers(use_pl_optimizer=False)
