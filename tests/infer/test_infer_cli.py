@@ -251,8 +251,17 @@ def test_a_checkpoint_whose_dataset_is_gone_needs_the_encoding_and_falls_back_to
     assert not (tmp_path / "first").exists()
 
     given = {"near_mm": 500.0, "far_mm": 700.0, "bits": 16}
+    # The frame size of the training set is unknown too: drawings are made at the model's size, and landmark
+    # files of 256 px frames must say so.
+    with pytest.raises(Exception) as caught:
+        run_inference(InferenceSettings(output=str(tmp_path / "second"), depth_encoding=given, **settings))
+    assert "outside a 128 px processed image" in describe_user_error(caught.value)
+    settings["landmark_size"] = DATASET_SIZE
     run_inference(InferenceSettings(output=str(tmp_path / "out"), depth_encoding=given, **settings))
     config = read_config(tmp_path / "out" / "config.txt")
     assert (float(config["near_mm"]), float(config["far_mm"])) == (500.0, 700.0)
     assert float(config["fx"]) == pytest.approx(default_intrinsics(MODEL_SIZE, MODEL_SIZE)[0])
     assert json.loads((tmp_path / "out" / "infer.json").read_text())["framing"]["rule"] == "fit"
+    truth_points = parse_landmark_file(folder_run.inputs / "truth.txt").points
+    written = parse_landmark_file(tmp_path / "out" / "Landmark" / "truth.txt").points
+    np.testing.assert_allclose(written, (truth_points + 0.5) * MODEL_SIZE / DATASET_SIZE - 0.5, atol=1e-3)
