@@ -105,6 +105,33 @@ def traceback_requested(argv: list[str] | None = None) -> bool:
     return flag or os.environ.get("HYDRA_FULL_ERROR") == "1"
 
 
+class _HeldJobBanner:
+    """stderr that holds back Hydra's "Error executing job with overrides: [...]" line (every override again).
+
+    A user error is then the one `error: ...` line; for a bug the held line is written before the traceback.
+    """
+
+    PREFIX = "Error executing job with overrides:"
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.held: list[str] = []
+
+    def write(self, text: str) -> int:
+        if text.startswith(self.PREFIX):
+            self.held.append(text)
+            return len(text)
+        return self.stream.write(text)
+
+    def release(self) -> None:
+        for text in self.held:
+            self.stream.write(text)
+        self.held.clear()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
 def run_cli(app: Callable[[], Any]) -> Any:
     """Run a Hydra entry point; print known user errors as one `error: ...` line and exit 1.
 
@@ -114,15 +141,19 @@ def run_cli(app: Callable[[], Any]) -> Any:
     show_traceback = traceback_requested()
     previous = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    stderr = sys.stderr
+    banner = sys.stderr = _HeldJobBanner(stderr)
     try:
         return app()
     except Exception as err:
         message = describe_user_error(err)
         if message is None or show_traceback:
+            banner.release()
             raise
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {message}", file=stderr)
         sys.exit(1)
-    finally:  # in-process callers (tests, notebooks) must not inherit our setting as if the user had asked
+    finally:  # in-process callers (tests, notebooks) must not inherit our settings as if the user had asked
+        sys.stderr = stderr
         if previous is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
         else:

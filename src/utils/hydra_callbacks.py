@@ -22,22 +22,47 @@ from src.utils.errors import _one_line, describe_user_error
 log = logging.getLogger(__name__)
 
 
+def _job_output_dir(job_return: JobReturn) -> str:
+    """The job's own run folder (traceback.txt, train.log); working_dir is the launch folder when chdir is off."""
+    hydra_cfg = job_return.hydra_cfg
+    output_dir = hydra_cfg.hydra.runtime.get("output_dir") if hydra_cfg is not None else None
+    return str(output_dir or job_return.working_dir)
+
+
+# The failed jobs of this process's sweep: their exceptions (by identity) and the file that lists them.
+_FAILED: dict[str, Any] = {"errors": [], "file": None}
+
+
+def sweep_failure_message(err: BaseException) -> str | None:
+    """One line for an error the sweeper raised *because* jobs failed (e.g. Optuna: no trial completed).
+
+    None when no job failed, or when `err` is a failed job's own exception (reported as that job's error).
+    """
+    errors = _FAILED["errors"]
+    if not errors or any(err is job_error for job_error in errors):
+        return None
+    return f"every job of the sweep failed ({len(errors)}); they are listed in {_FAILED['file']}"
+
+
 class ReportFailedJobs(Callback):
     def __init__(self) -> None:
         self.failures: list[str] = []
+        _FAILED["errors"] = []
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        if job_return.status != JobStatus.FAILED:
+        # A single run's failure is its own `error: ...` line (src/utils/errors.py); only a sweep needs the list.
+        if job_return.status != JobStatus.FAILED or config.hydra.mode != RunMode.MULTIRUN:
             return
         err = job_return._return_value  # the exception; the public property would re-raise it
         message = describe_user_error(err) or f"{type(err).__name__}: {_one_line(err)}"
         overrides = " ".join(job_return.overrides or []) or "(no overrides)"
-        line = f"job failed [{overrides}]: {message} (outputs: {job_return.working_dir})"
+        line = f"job failed [{overrides}]: {message} (outputs: {_job_output_dir(job_return)})"
         self.failures.append(line)
+        _FAILED["errors"].append(err)
         log.error(line)
         # Written at once: the basic sweeper raises the first failure after its batch, before on_multirun_end.
-        if config.hydra.mode == RunMode.MULTIRUN:
-            write_text_atomic(Path(config.hydra.sweep.dir) / "failed_jobs.txt", "\n".join(self.failures) + "\n")
+        _FAILED["file"] = Path(config.hydra.sweep.dir) / "failed_jobs.txt"
+        write_text_atomic(_FAILED["file"], "\n".join(self.failures) + "\n")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.failures:
