@@ -126,25 +126,6 @@ def test_landmark_files_give_exactly_the_training_drawing(trained, folder_run):
     np.testing.assert_array_equal(ours, fed)
 
 
-def test_exported_torchscript_model_gives_the_checkpoints_outputs(trained, folder_run, tmp_path):
-    out = tmp_path / "out"
-    check_ok(
-        run_cli(
-            "infer.py",
-            f"exported={trained.export_dir}",
-            f"input={folder_run.inputs / 'truth.txt'}",
-            f"output={out}",
-            "extras.print_config=false",
-            f"hydra.run.dir={tmp_path}/logs",
-        )
-    )
-    for kind in ("Depth", "Color", "Feature"):
-        ours = cv2.imread(str(out / kind / "truth.png"), cv2.IMREAD_UNCHANGED).astype(np.int64)
-        reference = cv2.imread(str(folder_run.output / kind / "truth.png"), cv2.IMREAD_UNCHANGED).astype(np.int64)
-        assert np.abs(ours - reference).max() <= 1, kind
-    assert read_config(out / "config.txt") == read_config(folder_run.output / "config.txt")
-
-
 def _error_lines(result) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.startswith("error:")]
 
@@ -164,17 +145,19 @@ def test_a_photo_without_a_face_stops_the_run_with_one_line_and_writes_nothing(t
     assert not out.exists()
 
 
-def test_skip_mode_goes_past_bad_files_and_counts_them(trained, folder_run, tmp_path):
+def test_a_deployed_folder_run_matches_the_checkpoint_and_skips_bad_files_when_asked(trained, folder_run, tmp_path):
+    """exported=<export dir> (TorchScript + export.json, no checkpoint) with on_error=skip: the good file gives the
+    checkpoint run's outputs, the bad ones are counted and named in infer.json."""
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     good = (folder_run.inputs / "truth.txt").read_text()
-    (inputs / "good.txt").write_text(good)
+    (inputs / "truth.txt").write_text(good)
     (inputs / "short.txt").write_text(_rewrite_x(good, lambda xs: ["1.0", "2.0", *xs]))
     out = tmp_path / "out"
     result = run_cli(
         "infer.py",
-        f"ckpt={trained.ckpt}",
+        f"exported={trained.export_dir}",
         f"input={inputs}",
         f"output={out}",
         "on_error=skip",
@@ -186,7 +169,12 @@ def test_skip_mode_goes_past_bad_files_and_counts_them(trained, folder_run, tmp_
     failed = {item["input"]: item["error"] for item in summary["failed"]}
     assert "unreadable image" in failed[str(inputs / "broken.png")]
     assert "expected 70 X and Y values, got 72 and 70" in failed[str(inputs / "short.txt")]
-    assert (out / "Depth" / "good.png").is_file() and not (out / "Depth" / "broken.png").exists()
+    assert not (out / "Depth" / "broken.png").exists() and not (out / "Depth" / "short.png").exists()
+    for kind in ("Depth", "Color", "Feature"):
+        ours = cv2.imread(str(out / kind / "truth.png"), cv2.IMREAD_UNCHANGED).astype(np.int64)
+        reference = cv2.imread(str(folder_run.output / kind / "truth.png"), cv2.IMREAD_UNCHANGED).astype(np.int64)
+        assert np.abs(ours - reference).max() <= 1, kind
+    assert read_config(out / "config.txt") == read_config(folder_run.output / "config.txt")
 
 
 def _rewrite_x(landmark_text: str, change) -> str:
