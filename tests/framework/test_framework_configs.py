@@ -95,3 +95,25 @@ def test_instantiation_error_wrapping_a_user_error_shows_the_inner_message(tmp_p
     assert describe_user_error(info.value) == (
         "model.update_order must be one of ('d_first', 'g_first'), got 'sideways'"
     )
+
+
+def test_checkpoint_monitor_comes_from_the_experiment(tmp_path: Path) -> None:
+    """The default callbacks assume no system's metric: without an experiment only last.ckpt is kept."""
+    neutral = compose_config("train.yaml", [f"paths.output_dir={tmp_path}"])
+    assert neutral.monitor is None and neutral.callbacks.model_checkpoint.monitor is None
+    rgbd = compose_config("train.yaml", ["experiment=rgbd_face", f"paths.output_dir={tmp_path}"])
+    assert (rgbd.callbacks.model_checkpoint.monitor, rgbd.callbacks.model_checkpoint.mode) == ("val/psnr_rgbd", "max")
+    assert rgbd.callbacks.model_checkpoint._target_ == "src.utils.checkpoint.LastEpochCheckpoint"
+
+
+def test_sweep_folder_resolves_before_hydra_sets_its_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hydra resolves hydra.sweep.dir before HydraConfig exists: nothing it depends on may use ${hydra:...}."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    cfg = compose_config("train.yaml", ["experiment=rgbd_face"])
+    HydraConfig.instance().cfg = None  # as in a multirun, before the first job starts
+    monkeypatch.setenv("PROJECT_ROOT", "/some/project")
+    assert OmegaConf.select(cfg, "hydra.sweep.dir").startswith("/some/project/logs/train/multiruns/")
+    monkeypatch.delenv("PROJECT_ROOT")
+    assert OmegaConf.select(cfg, "hydra.sweep.dir").startswith("./logs/train/multiruns/")
