@@ -53,7 +53,9 @@ class TrainedGenerator:
         """The dataset intrinsics scaled to the model's image size (pixel centres at integers)."""
         if self.intrinsics is None:
             return None
-        return scale_intrinsics(self.intrinsics, self.image_size / self.dataset_size)
+        from src.datamodules.rgbd import scale_intrinsics  # the datamodule's rule: its batches carry the same
+
+        return scale_intrinsics(self.intrinsics, self.dataset_size, self.dataset_size, self.image_size)
 
     @torch.no_grad()
     def __call__(self, feature_unit: np.ndarray) -> np.ndarray:
@@ -64,12 +66,6 @@ class TrainedGenerator:
             shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise UserError(f"{self.source}: the generator must return (B, 4, H, W) R, G, B, depth; got {shape}")
         return out.float().cpu().numpy()
-
-
-def scale_intrinsics(intrinsics: Intrinsics, factor: float) -> Intrinsics:
-    """Intrinsics of the same view resized by `factor` (OpenCV pixel centres: u' = (u + 0.5) * factor - 0.5)."""
-    fx, fy, cx, cy = intrinsics
-    return fx * factor, fy * factor, (cx + 0.5) * factor - 0.5, (cy + 0.5) * factor - 0.5
 
 
 def encoding_from_mapping(entry: Mapping[str, Any], source: str) -> DepthEncoding:

@@ -11,8 +11,8 @@ from infer_fixtures import render_photo
 
 from src.convert.settings import ConvertSettings
 from src.convert.steps import Measurement, crop_transform, landmark_box, plan_conversion
+from src.datamodules.rgbd import scale_intrinsics
 from src.infer.inputs import FIT_PADDING_FRACTION, FaceFinder, Framing, InferenceInputError, resize_transform
-from src.infer.model import scale_intrinsics
 from src.landmarks.detectors.base import LandmarkDetector
 from src.landmarks.detectors.classical import ClassicalDetector
 from src.utils.errors import UserError
@@ -49,7 +49,7 @@ def test_a_resized_crop_and_scaled_intrinsics_describe_the_same_rays():
     at_128 = small[:, :2] @ point + small[:, 2]
     np.testing.assert_allclose(at_128, (at_256 + 0.5) * 0.5 - 0.5)
     fx, fy, cx, cy = 400.0, 410.0, 127.5, 127.5
-    sfx, sfy, scx, scy = scale_intrinsics((fx, fy, cx, cy), 0.5)
+    sfx, sfy, scx, scy = scale_intrinsics((fx, fy, cx, cy), 256, 256, 128)
     ray_256 = ((at_256[0] - cx) / fx, (at_256[1] - cy) / fy)
     ray_128 = ((at_128[0] - scx) / sfx, (at_128[1] - scy) / sfy)
     np.testing.assert_allclose(ray_128, ray_256, rtol=1e-12)
