@@ -38,6 +38,7 @@ from src.utils.checkpoint import (
     resume_run_folder,
 )
 from src.utils.errors import CheckpointError, UserError, run_cli
+from src.utils.hydra_callbacks import sweep_failure_message
 from src.utils.instantiators import instantiate_callbacks, instantiate_loggers
 from src.utils.scoring import test_and_compare
 from src.utils.task import extras, get_metric_value, preflight, task_wrapper
@@ -112,6 +113,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         problem = describe_weight_mismatch(model.state_dict(), resume_checkpoint["state_dict"])
         if problem:
             raise CheckpointError(f"{cfg.ckpt_path}: weights do not fit the model this run builds: {problem}")
+        done = int(resume_checkpoint.get("epoch", -1)) + 1
+        if cfg.trainer.get("max_epochs") is not None and done >= cfg.trainer.max_epochs:
+            log.warning(
+                f"{cfg.ckpt_path} has trained {done} of trainer.max_epochs={cfg.trainer.max_epochs} epochs: nothing "
+                "left to train (add trainer.max_epochs=<more> to go on)"
+            )
     elif cfg.get("init_from"):
         load_weights(model, read_checkpoint(cfg.init_from)["state_dict"], cfg.init_from)
     preflight(cfg, datamodule, model)
@@ -180,7 +187,13 @@ def resume_arguments(argv: list[str]) -> list[str]:
 
 def main() -> float | None:
     sys.argv[1:] = [*sys.argv[1:], *resume_arguments(sys.argv[1:])]
-    return _hydra_main()
+    try:
+        return _hydra_main()
+    except Exception as err:
+        message = sweep_failure_message(err)  # e.g. Optuna's "no trial completed" after every trial failed
+        if message is None:
+            raise
+        raise UserError(message) from err
 
 
 if __name__ == "__main__":
