@@ -67,6 +67,13 @@ def test_experiments_are_discovered() -> None:
     assert "rgbd_face" in EXPERIMENTS
 
 
+def test_an_experiment_without_tiny_settings_fails_with_what_to_add() -> None:
+    with pytest.raises(
+        pytest.fail.Exception, match=r"'new_system' has no tiny settings: add conf/tiny/new_system\.yaml"
+    ):
+        require_tiny("new_system")
+
+
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_has_tiny_settings(name: str) -> None:
     require_tiny(name)

@@ -143,3 +143,58 @@ def test_intrinsics_key_only_when_the_dataset_records_them(rgbd_dataset: Path, t
     intrinsics = next(iter(dm.test_dataloader()))["intrinsics"]
     # 32 -> 16 px: focal lengths halve, the centre pixel (15.5 of 0..31) stays the centre (7.5 of 0..15)
     np.testing.assert_allclose(intrinsics.numpy(), [[20.0, 22.0, 7.5, 7.5]] * 2)
+
+
+def test_faceworld_settings_are_checked_against_the_writer(tmp_path: Path) -> None:
+    from src.datamodules.faceworld import ensure_faceworld_dataset, faceworld_dataset_name
+
+    with pytest.raises(DatasetError, match=r"unknown FaceWorld layout 'rgbd'; known: \['dfdn', 'dg', "):
+        ensure_faceworld_dataset(tmp_path, "rgbd", {})
+    with pytest.raises(
+        DatasetError, match=r"data.faceworld: unknown setting\(s\) \['num_identites'\] for the head2head"
+    ):
+        faceworld_dataset_name("head2head", {"num_identites": 2, "frames_per_video": 4})
+    with pytest.raises(
+        DatasetError, match=r"data.faceworld.frames_per_identity is required by the rgbd-processed writer"
+    ):
+        faceworld_dataset_name("rgbd-processed", {"num_identities": 2})
+    # the writer's own range check, named as a data.faceworld problem, and nothing left behind
+    with pytest.raises(DatasetError, match=r"data.faceworld: size must be one of \(128, 256, 512\), got 100"):
+        ensure_faceworld_dataset(
+            tmp_path, "rgbd-processed", {"num_identities": 2, "frames_per_identity": 1, "size": 100}
+        )
+    assert not list(tmp_path.iterdir())
+    a = faceworld_dataset_name("dg", {"num_identities": 3})
+    assert a == faceworld_dataset_name("dg", {"num_identities": 3, "size": 256})  # 256 is the writer's default
+    assert a != faceworld_dataset_name("dg", {"num_identities": 3, "size": 128}) and a.startswith("dg-")
+
+
+def test_interrupted_generation_leaves_no_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import src.datamodules.faceworld as faceworld
+
+    def writer(root: Path, *, num_identities: int, workers: int = 1) -> None:
+        (Path(root) / "train").mkdir(parents=True)
+        (Path(root) / "train" / "half.png").write_bytes(b"x")
+        raise KeyboardInterrupt  # killed half way
+
+    monkeypatch.setattr(faceworld, "faceworld_writer", lambda name: writer)
+    with pytest.raises(KeyboardInterrupt):
+        faceworld.ensure_faceworld_dataset(tmp_path, "rgbd-processed", {"num_identities": 2})
+    assert not list(tmp_path.iterdir())  # no cache folder a later run would trust, no staging folder
+
+
+def test_default_data_root_of_a_run_config_is_its_faceworld_cache(tmp_path: Path) -> None:
+    from src.datamodules.faceworld import faceworld_cache_path
+    from src.export.checkpoint import dataset_root_of_run
+
+    settings = {"num_identities": 3, "frames_per_identity": 2, "eval_identities": 1, "size": 128, "workers": 2}
+    data = {
+        "_target_": "src.datamodules.rgbd.RGBDDataModule",
+        "root": None,
+        "cache_dir": str(tmp_path),
+        "faceworld": settings,
+    }
+    expected = faceworld_cache_path(tmp_path, "rgbd-processed", settings)
+    assert dataset_root_of_run({"data": data}) == expected
+    assert RGBDDataModule(cache_dir=str(tmp_path), faceworld=settings).hparams.faceworld == settings
+    assert dataset_root_of_run({"data": {**data, "root": "/data/me"}}) == Path("/data/me")
