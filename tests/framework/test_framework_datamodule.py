@@ -3,6 +3,7 @@ held-out splits by group / in time, empty splits rejected in setup, batch contra
 
 from __future__ import annotations
 
+import random
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 import torch
 from framework_fixtures import write_synthetic_rgbd
 
-from src.datamodules.base import split_by_time
+from src.datamodules.base import FaceDataModule, split_by_time
 from src.datamodules.rgbd import RGBDDataModule, depth_unit_to_mm, split_train_val, validate_processed_dataset
 from src.io.atomic import write_image_atomic
 from src.io.rgbd_layout import DepthEncoding, frame_group, processed_paths
@@ -198,3 +199,49 @@ def test_default_data_root_of_a_run_config_is_its_faceworld_cache(tmp_path: Path
     assert dataset_root_of_run({"data": data}) == expected
     assert RGBDDataModule(cache_dir=str(tmp_path), faceworld=settings).hparams.faceworld == settings
     assert dataset_root_of_run({"data": {**data, "root": "/data/me"}}) == Path("/data/me")
+
+
+class _TextFamily(FaceDataModule):
+    """A data family of the base in a few lines: <root>/{train,eval}/<group>_<index>.txt holding one number."""
+
+    def scan(self, root: Path) -> tuple[dict[str, list[str]], list[str]]:
+        items, problems = {}, []
+        for folder in ("train", "eval"):
+            items[folder] = []
+            for path in sorted((root / folder).glob("*.txt")):
+                text = path.read_text().strip()
+                if not text.lstrip("-").isdigit():
+                    problems.append(f"{folder}/{path.name}: not a number ({text!r})")
+                items[folder].append(path.stem)
+        return items, problems
+
+    def make_dataset(self, split: str, items: list[str]) -> list[dict]:
+        folder = "eval" if split == "test" else "train"
+        return [{"value": int((self.root / folder / f"{i}.txt").read_text()), "frame_id": i} for i in items]
+
+
+def _text_dataset(root: Path, bad: int = 0) -> Path:
+    for folder, groups in (("train", ("a", "b", "c", "d")), ("eval", ("e",))):
+        (root / folder).mkdir(parents=True)
+        for group in groups:
+            for index in range(3):
+                (root / folder / f"{group}_{index:06d}.txt").write_text(str(index))
+    for index in range(bad):
+        (root / "train" / f"a_{index:06d}.txt").write_text("oops")
+    return root
+
+
+def test_a_new_family_gets_validation_splits_and_loaders_from_the_base(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError) as info:
+        _TextFamily(root=str(_text_dataset(tmp_path / "bad", bad=3)), max_listed_problems=2).setup()
+    message = str(info.value)
+    assert "3 problem(s) in the dataset: train/a_000000.txt: not a number ('oops')" in message
+    assert "train/a_000001.txt" in message and "a_000002" not in message and message.endswith("... and 1 more")
+    dm = _TextFamily(root=str(_text_dataset(tmp_path / "good")), batch_size=4, val_fraction=0.25)
+    dm.setup()
+    groups = ["a", "b", "c", "d"]
+    random.Random(0).shuffle(groups)  # split_seed 0: round(0.25 * 4) = 1 whole group, the first after shuffling
+    assert {frame_group(i) for i in dm.items["val"]} == {groups[0]}
+    assert len(dm.items["train"]) == 9 and dm.items["test"] == ["e_000000", "e_000001", "e_000002"]
+    batch = next(iter(dm.test_dataloader()))
+    assert batch["value"].tolist() == [0, 1, 2] and batch["frame_id"] == dm.items["test"]
