@@ -1,0 +1,72 @@
+"""Every shell command README.md shows, run as written (see tests/readme/handlers.py for what each must do).
+
+The default run covers the quick start's training step, the pipeline table, the capture chain, resume,
+sweeps, eval and export on the quick-start run; the original's full-size (512 px) recipe, the visdom line and
+the every-layout writer are `slow`. A README command that no handler covers fails the first test.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.readme.handlers import Session, handler_for
+from tests.readme.harness import REPO, copy_working_tree
+from tests.readme.readme_commands import Command, install_command, readme_commands
+
+README_TEXT = (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def _distinct_commands() -> dict[str, list[Command]]:
+    """README commands by their text (a command shown twice runs once), in reading order."""
+    grouped: dict[str, list[Command]] = {}
+    for command in readme_commands(README_TEXT):
+        grouped.setdefault(command.code, []).append(command)
+    return grouped
+
+
+def _params() -> list:
+    params = []
+    for code, shown in _distinct_commands().items():
+        found = handler_for(code)
+        marks = [pytest.mark.slow] if found and found[0].slow else []
+        lines = "+".join(str(c.line) for c in shown)
+        params.append(pytest.param(code, marks=marks, id=f"L{lines}:{code[:70]}"))
+    return params
+
+
+def test_every_readme_command_has_a_handler() -> None:
+    uncovered = [
+        f"README.md:{shown[0].line}: {code}" for code, shown in _distinct_commands().items() if not handler_for(code)
+    ]
+    assert not uncovered, "README commands no handler in tests/readme/handlers.py covers:\n" + "\n".join(uncovered)
+
+
+@pytest.mark.parametrize("code", _params())
+def test_readme_command(code: str, readme_session: Session) -> None:
+    found = handler_for(code)
+    if found is None:
+        pytest.fail(f"no handler for README command `{code}` (see test_every_readme_command_has_a_handler)")
+    handler, match = found
+    handler.check(readme_session, code, match)
+
+
+@pytest.mark.slow
+def test_readme_install_in_a_fresh_venv_with_an_empty_pip_cache(tmp_path: Path) -> None:
+    """The quick start's install steps, verbatim, in a fresh copy (CI does the same in .ci/run)."""
+    repo = tmp_path / "clone"
+    copy_working_tree(repo)
+    (repo / ".venv").unlink()  # the copy's symlink to the project venv: this test makes a real, fresh one
+    env = {**os.environ, "PIP_NO_CACHE_DIR": "1"}
+    command = install_command(README_TEXT)
+    result = subprocess.run(["bash", "-c", command], cwd=repo, env=env, capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, f"`{command}` failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+    python = repo / ".venv" / "bin" / "python"
+    imports = "import torch, lightning, hydra, wandb, requests, cv2, mediapipe, onnxruntime, src.utils.visdom_logger"
+    check = subprocess.run([str(python), "-c", imports], cwd=repo, capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr[-2000:]
+    pip_check = subprocess.run([str(python), "-m", "pip", "check"], capture_output=True, text=True)
+    assert pip_check.returncode == 0, pip_check.stdout[-2000:]
