@@ -54,10 +54,13 @@ class Handler:
     pattern: str
     name: str
     check: Callable[[Session, str, re.Match], None]
-    slow: bool = False
+    slow: bool | Callable[[str], bool] = False
 
     def match(self, code: str) -> re.Match | None:
         return re.search(self.pattern, code)
+
+    def is_slow(self, code: str) -> bool:
+        return self.slow(code) if callable(self.slow) else self.slow
 
 
 def _quick_start_line() -> str:
@@ -134,7 +137,10 @@ def readme_test_command(session: Session, code: str, match: re.Match) -> None:
     ), f"`{code}` is not one of the test commands .ci/run runs"
 
 
-def full_size_train(session: Session, code: str, match: re.Match) -> None:
+QUICK = "quickstart=cpu"
+
+
+def _full_size_until_training(session: Session, code: str) -> Path:
     """The original's 512 px recipe: a CPU cannot finish an epoch, so the check is that it generates the data,
     builds everything, starts fitting and is still training FULL_SIZE_GRACE_S later with no error."""
     started = time.time()
@@ -147,28 +153,50 @@ def full_size_train(session: Session, code: str, match: re.Match) -> None:
         seen.setdefault("fit", time.monotonic())
         return time.monotonic() - seen["fit"] > FULL_SIZE_GRACE_S
 
-    outcome = session.run(code, 1800, marker=training_for_a_while)
+    outcome = session.run(code, 3600, marker=training_for_a_while)
     assert outcome.stopped_at_marker, (
         f"`{code}` did not keep training for {FULL_SIZE_GRACE_S} s (exit code {outcome.returncode}):\n{outcome.tail()}"
     )
+    return newest("logs/train/runs/*/train.log", session.repo, started).parent
 
 
-def full_size_visdom(session: Session, code: str, match: re.Match) -> None:
-    """logger=visdom with a real visdom server on the default port (made from the README's venv commands)."""
-    import pytest
+def _check_logger_files(run: Path, code: str) -> None:
+    """logger=many_loggers: CSV, TensorBoard and offline wandb files in the run folder."""
+    if "logger=many_loggers" in code:
+        assert (run / "csv").is_dir() and (run / "tensorboard").is_dir(), sorted(p.name for p in run.iterdir())
+        assert list((run / "wandb").glob("offline-run-*")), "wandb did not run offline in the run folder"
 
-    from tests.loggers.visdom_server import VisdomVenvUnavailableError, make_visdom_venv, running_server
 
-    try:
-        python = make_visdom_venv(session.scratch / "visdom_venv")
-    except VisdomVenvUnavailableError as err:
-        pytest.skip(f"no visdom venv, so no real visdom server: {err}")
-    with running_server(python, 8097, session.scratch / "visdom_env"):
-        full_size_train(session, code, match)
+def train(session: Session, code: str, match: re.Match) -> None:
+    """A single training run as written: quick-start sized -> stopped after its first epoch's checkpoint;
+    full size -> see _full_size_until_training. logger=visdom runs with a real visdom server on port 8097."""
+    if "logger=visdom" in code:
         from src.utils.visdom_logger import VisdomLogger
+        from tests.loggers.visdom_server import running_server
 
-        client = VisdomLogger(server="127.0.0.1", port=8097, env="train").experiment
-        assert client.win_exists("hparams"), "the run posted no hyper-parameters window to visdom"
+        with running_server(_visdom_python_in_copy(session), 8097, session.scratch / "visdom_env"):
+            _train_and_check(session, code)
+            client = VisdomLogger(server="127.0.0.1", port=8097, env="train").experiment
+            assert client.win_exists("hparams"), "the run posted no hyper-parameters window to visdom"
+            if QUICK in code:
+                assert client.win_exists("samples") or any(
+                    client.win_exists(k) for k in ("train/G/l1", "train/loss_G")
+                ), "the run drew no curve or sample grid in visdom"
+    else:
+        _train_and_check(session, code)
+
+
+def _train_and_check(session: Session, code: str) -> None:
+    run = _train_until_first_epoch(session, code) if QUICK in code else _full_size_until_training(session, code)
+    _check_logger_files(run, code)
+
+
+def is_full_size(code: str) -> bool:
+    return QUICK not in code
+
+
+def needs_visdom_or_full_size(code: str) -> bool:
+    return "logger=visdom" in code or is_full_size(code)
 
 
 def run_to_completion(session: Session, code: str, match: re.Match, timeout_s: float = 900) -> Outcome:
@@ -177,9 +205,9 @@ def run_to_completion(session: Session, code: str, match: re.Match, timeout_s: f
     return outcome
 
 
-def debug_fdr(session: Session, code: str, match: re.Match) -> None:
-    outcome = run_to_completion(session, code, match, timeout_s=1800)
-    assert "fast_dev_run" in outcome.output or "Output dir" in outcome.output, outcome.tail()
+def debug_run(session: Session, code: str, match: re.Match) -> None:
+    """debug=... runs end by themselves (fdr: one batch of train / val / test)."""
+    run_to_completion(session, code, match, timeout_s=3600)
 
 
 def multirun(session: Session, code: str, match: re.Match) -> None:
@@ -301,13 +329,47 @@ def landmarks_evaluate(session: Session, code: str, match: re.Match) -> None:
     assert re.search(r"NME", outcome.output), outcome.tail()
 
 
-def many_loggers(session: Session, code: str, match: re.Match) -> None:
-    """Full-size run (see full_size_train) whose run folder then holds CSV, TensorBoard and offline wandb logs."""
+def _placeholders_to_earlier_run(session: Session, code: str) -> tuple[str, str]:
+    """Replace `logs/train/runs/<date>`, `<run>` and `<ckpt>` with the quick-start run made earlier."""
+    run = str(session.earlier_run().relative_to(session.repo))
+    command = code.replace("logs/train/runs/<date>", run).replace("<run>", run)
+    return command.replace("<ckpt>", f"{run}/checkpoints/last.ckpt"), run
+
+
+def _faceworld_photos(session: Session, target: Path) -> None:
+    """Stand-ins for the user's photos: FaceWorld colour frames (a .jpg file, or a folder of 3 .png)."""
+    import cv2
+
+    frames = session.scratch / "photo_source"
+    if not frames.exists():
+        writer = f"python -m src.faceworld.write rgbd-processed --out {frames} --num-identities 1"
+        made = session.run(f"{writer} --frames-per-identity 3 --no-progress", 600)
+        assert made.returncode == 0, made.tail()
+    colour = sorted(frames.rglob("Color/*.png"))[:3]
+    assert colour, f"no FaceWorld colour frames under {frames}"
+    if target.suffix:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        assert cv2.imwrite(str(target), cv2.imread(str(colour[0])))
+    else:
+        target.mkdir(parents=True, exist_ok=True)
+        for index, frame in enumerate(colour):
+            shutil.copy(frame, target / f"photo_{index}.png")
+
+
+def infer(session: Session, code: str, match: re.Match) -> None:
+    """Placeholders -> the earlier quick-start run; a missing `input=` is made of FaceWorld frames (photos) and
+    a missing `<run>/export` by the README's export command. The command must succeed and write outputs."""
+    command, run = _placeholders_to_earlier_run(session, code)
+    source = session.repo / re.search(r"input=(\S+)", command).group(1)
+    if not source.exists() and "Landmark" not in source.parts:
+        _faceworld_photos(session, source)
+    if "exported=" in command and not (session.repo / run / "export").exists():
+        exported = session.run(f"python export.py ckpt={run}/checkpoints/last.ckpt", 900)
+        assert exported.returncode == 0, exported.tail()
     started = time.time()
-    full_size_train(session, code, match)
-    run = newest("logs/train/runs/*/train.log", session.repo, started).parent
-    assert (run / "csv").is_dir() and (run / "tensorboard").is_dir(), sorted(p.name for p in run.iterdir())
-    assert list((run / "wandb").glob("offline-run-*")), "wandb did not run offline in the run folder"
+    outcome = run_to_completion(session, command, match)
+    written = [p for p in session.repo.rglob("*") if p.is_file() and p.stat().st_mtime >= started]
+    assert [p for p in written if p.suffix in (".png", ".npy", ".ply", ".exr", ".json")], outcome.tail()
 
 
 def visdom_venv(session: Session, code: str, match: re.Match) -> None:
@@ -360,21 +422,13 @@ HANDLERS: list[Handler] = [
     Handler(r"^python -m src\.capture capture/source=mkv source\.path=\S+ output_dir=\S+$", "mkv capture", mkv_capture),
     Handler(r"^python -m src\.convert input=\S+ output=\S+", "convert", convert),
     Handler(r"^python train\.py .*trainer=gpu", "GPU training: one error line", gpu_train),
-    Handler(r"^python train\.py -m experiment=rgbd_face quickstart=cpu", "multirun, first job's first epoch", multirun),
-    Handler(r"^python train\.py experiment=rgbd_face ckpt_path=logs/train/runs/<date>/", "resume", resume),
+    Handler(r"^python train\.py -m (?=.*quickstart=cpu)", "multirun, first job's first epoch", multirun),
+    Handler(r"^python train\.py (?!-m).*ckpt_path=logs/train/runs/<date>/", "resume", resume),
     Handler(r"^python eval\.py ckpt=(<run>|logs/train/runs/<date>)/checkpoints/last\.ckpt$", "eval", evaluate),
     Handler(r"^python export\.py ckpt=<ckpt>$", "export", export),
-    Handler(r"^python train\.py experiment=rgbd_face debug=fdr$", "fast_dev_run (full size)", debug_fdr, slow=True),
-    Handler(
-        r"^python train\.py experiment=rgbd_face logger=visdom$", "visdom (full size)", full_size_visdom, slow=True
-    ),
-    Handler(r"^python train\.py experiment=rgbd_face logger=many_loggers$", "many loggers", many_loggers, slow=True),
-    Handler(
-        r"^python train\.py experiment=rgbd_face( model/(generator|discriminator)=\w+)*$",
-        "full-size training starts",
-        full_size_train,
-        slow=True,
-    ),
+    Handler(r"^python infer\.py ", "inference", infer),
+    Handler(r"^python train\.py (?!-m).*debug=\w+", "debug run", debug_run, slow=is_full_size),
+    Handler(r"^python train\.py (?!-m)", "training run", train, slow=needs_visdom_or_full_size),
     Handler(
         r"^python -m src\.faceworld\.write <layout> --out DIR$",
         "every FaceWorld layout",

@@ -7,14 +7,15 @@ the every-layout writer are `slow`. A README command that no handler covers fail
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.readme.handlers import Session, handler_for
-from tests.readme.harness import REPO, copy_working_tree
+from tests.readme.handlers import Session, handler_for, quick_start_train_step
+from tests.readme.harness import REPO, activated_env, copy_working_tree, run_command
 from tests.readme.readme_commands import Command, install_command, readme_commands
 
 README_TEXT = (REPO / "README.md").read_text(encoding="utf-8")
@@ -32,7 +33,7 @@ def _params() -> list:
     params = []
     for code, shown in _distinct_commands().items():
         found = handler_for(code)
-        marks = [pytest.mark.slow] if found and found[0].slow else []
+        marks = [pytest.mark.slow] if found and found[0].is_slow(code) else []
         lines = "+".join(str(c.line) for c in shown)
         params.append(pytest.param(code, marks=marks, id=f"L{lines}:{code[:70]}"))
     return params
@@ -70,3 +71,21 @@ def test_readme_install_in_a_fresh_venv_with_an_empty_pip_cache(tmp_path: Path) 
     assert check.returncode == 0, check.stderr[-2000:]
     pip_check = subprocess.run([str(python), "-m", "pip", "check"], capture_output=True, text=True)
     assert pip_check.returncode == 0, pip_check.stdout[-2000:]
+
+
+@pytest.mark.slow
+def test_quick_start_training_to_the_end_beats_both_baselines(tmp_path: Path) -> None:
+    """The quick start's training step as written, to the end (2 threads, as README's table): comparison.json
+    must say the trained generator beats the untrained one and the mean face on every headline metric."""
+    repo = copy_working_tree(tmp_path / "clone")
+    line = next(c.code for c in readme_commands(README_TEXT) if c.code.startswith("python3 -m venv .venv"))
+    command = quick_start_train_step(line)
+    env = {**activated_env(repo), "OMP_NUM_THREADS": "2"}
+    outcome = run_command(repo, command, timeout_s=3600, env=env)
+    assert outcome.returncode == 0, outcome.tail()
+    (run,) = (repo / "logs" / "train" / "runs").iterdir()
+    comparison = json.loads((run / "comparison.json").read_text())
+    assert len(comparison["metrics"]) == 5 and len(comparison["beats"]) == 2, comparison["beats"]
+    lost = {other: [m for m, won in results.items() if not won] for other, results in comparison["beats"].items()}
+    assert not any(lost.values()), f"the quick start does not beat {lost}"
+    assert (run / "export" / "export.json").is_file() and (run / "report" / "index.html").is_file()
