@@ -28,7 +28,15 @@ from src.capture.gate import FrameGate, default_intrinsics
 from src.convert.frames import FrameRejectedError, SourceFrame, list_frames, read_frame
 from src.convert.report import REPORT_FILE, ConversionReport, RunStats
 from src.convert.settings import ConvertSettings
-from src.convert.steps import ConversionPlan, Measurement, measure_frame, output_encoding, plan_conversion, render_frame
+from src.convert.steps import (
+    ConversionPlan,
+    Measurement,
+    build_face_counter,
+    measure_frame,
+    output_encoding,
+    plan_conversion,
+    render_frame,
+)
 from src.io.atomic import remove_stale_temporaries, write_image_atomic, write_text_atomic
 from src.io.rgbd_layout import (
     CONFIG_FILE,
@@ -166,13 +174,14 @@ def _init_worker(settings: ConvertSettings, plan: ConversionPlan | None, with_de
     if with_detector:
         # The capture's gate; with max_pose_deg null it still needs exactly one face but accepts any pose.
         limit = settings.max_pose_deg if settings.max_pose_deg is not None else math.inf
-        _WORKER["gate"] = FrameGate(_build_detector(settings.detector), max_angle_deg=limit)
+        counter = build_face_counter(settings)
+        _WORKER["gate"] = FrameGate(_build_detector(settings.detector), max_angle_deg=limit, face_counter=counter)
 
 
 def _close_worker() -> None:
     gate = _WORKER.pop("gate", None)
     if gate is not None:
-        gate.detector.close()
+        gate.close()
 
 
 def _source_signature(root: Path, frame: SourceFrame) -> dict[str, list[int] | None]:

@@ -19,6 +19,9 @@ from src.convert.depth_fill import FillSettings
 _GROUP_PATTERN = re.compile(r"^[A-Za-z0-9-]+$")
 
 
+FACE_COUNTERS = ("tiled", "landmarks")
+
+
 @dataclass(frozen=True)
 class ConvertSettings:
     """The original's options (size, padding, depth_padding, face_depth, depth filling, erosion) plus ours."""
@@ -33,6 +36,8 @@ class ConvertSettings:
     erosion: bool = True
     max_pose_deg: float | None = 10.0  # |yaw|, |pitch|, |roll| limit of the capture gate; None disables
     detect_max_side: int | None = None  # the detector sees a copy whose longer side is at most this many px
+    face_counter: str = "tiled"  # the gate's face count: tiled full-range detector | landmarks (the landmark model's)
+    min_face_px: float = 40.0  # smallest face the tiled counter sees, in px of the copy the detector sees
     fill: FillSettings = field(default_factory=FillSettings)
     fill_margin: float = 0.02  # the fill region (landmark + forehead hull) grows by this fraction of the face size
     detector: Mapping[str, Any] = field(default_factory=lambda: {"name": "mediapipe"})
@@ -46,7 +51,7 @@ class ConvertSettings:
         # One type per key whatever the source (YAML 10 vs Python 10.0), so resumed runs compare equal.
         for key in ("size", "padding", "depth_bits", "workers"):
             object.__setattr__(self, key, int(getattr(self, key)))
-        for key in ("depth_padding", "face_depth", "fill_margin"):
+        for key in ("depth_padding", "face_depth", "fill_margin", "min_face_px"):
             object.__setattr__(self, key, float(getattr(self, key)))
         for key in ("max_pose_deg", "detect_max_side", "exit_after_frames"):
             value = getattr(self, key)
@@ -73,6 +78,12 @@ class ConvertSettings:
             f"must be >= 64 px or null, got {self.detect_max_side}",
         )
         need(self.fill_margin >= 0, "fill_margin", f"must be >= 0, got {self.fill_margin}")
+        need(
+            self.face_counter in FACE_COUNTERS,
+            "face_counter",
+            f"must be one of {FACE_COUNTERS}, got {self.face_counter!r}",
+        )
+        need(self.min_face_px > 0, "min_face_px", f"must be > 0 px, got {self.min_face_px}")
         need(self.workers >= 1, "workers", f"must be >= 1, got {self.workers}")
         need(
             self.group is None or bool(_GROUP_PATTERN.match(self.group)),
@@ -103,7 +114,7 @@ class ConvertSettings:
         fill_margin = fill_cfg.pop("margin", None)
         try:
             fill = FillSettings(**fill_cfg)
-        except TypeError as err:
+        except (TypeError, ValueError) as err:
             raise ValueError(f"convert.depth_fill: {err}") from None
         values["fill"] = fill
         if fill_margin is not None:

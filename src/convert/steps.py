@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from src.capture.calibration import CameraIntrinsics
+from src.capture.face_count import FaceCounter
 from src.capture.gate import MULTIPLE_FACES, NO_FACE, POSE, POSE_FAILED, FrameGate, GateDecision
 from src.convert.depth_fill import FillSettings, fill_depth
 from src.convert.frames import FrameRejectedError
@@ -89,6 +90,11 @@ def landmark_box(landmarks: np.ndarray) -> tuple[float, float, float, float]:
 
 
 # ----------------------------------------------------------------------------------------------- pass 1
+
+
+def build_face_counter(settings: ConvertSettings) -> FaceCounter | None:
+    """The gate's face counter from the settings (None: the landmark model's own count)."""
+    return FaceCounter(min_face_px=settings.min_face_px) if settings.face_counter == "tiled" else None
 
 
 def detect_and_gate(

@@ -26,6 +26,9 @@ def test_the_app_config_has_the_original_defaults():
     assert original.depth_bits == 8
     readme = ConvertSettings.from_config(_compose("convert/preset=readme", "convert/depth_fill@depth_fill=ns"))
     assert readme.face_depth == 80.0 and readme.fill.method == "ns"
+    # the capture's gate: faces counted down to 40 px; the thin plate with the face's depth range, open holes bounded
+    assert (settings.face_counter, settings.min_face_px) == ("tiled", 40.0)
+    assert settings.fill.bound_open_holes and (settings.fill.near_extent_mm, settings.fill.far_extent_mm) == (55, 150)
 
 
 def test_bad_settings_name_the_key():
@@ -39,6 +42,12 @@ def test_bad_settings_name_the_key():
         ConvertSettings.from_config({"input": "a", "output": "b", "group": "with_underscore"})
     with pytest.raises(ValueError, match=r"convert\.depth_fill"):
         ConvertSettings.from_config({"input": "a", "output": "b", "depth_fill": {"method": "ns", "radius": 3}})
+    with pytest.raises(ValueError, match=r"convert\.depth_fill: depth fill near_extent_mm"):
+        ConvertSettings.from_config({"input": "a", "output": "b", "depth_fill": {"near_extent_mm": -1}})
+    with pytest.raises(ValueError, match=r"convert\.face_counter"):
+        ConvertSettings.from_config({"input": "a", "output": "b", "face_counter": "haar"})
+    with pytest.raises(ValueError, match=r"convert\.min_face_px"):
+        ConvertSettings.from_config({"input": "a", "output": "b", "min_face_px": 0})
 
 
 def test_fingerprint_ignores_number_types_and_run_only_keys_but_not_output_keys():
