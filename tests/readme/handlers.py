@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.readme.harness import REPO, Outcome, complete_file, newest, run_command
+from tests.readme.readme_commands import quick_start_line, split_after_install
 
 QUICK_START_TIMEOUT_S = 600
 FULL_SIZE_GRACE_S = 60
@@ -64,17 +65,12 @@ class Handler:
 
 
 def _quick_start_line() -> str:
-    from tests.readme.readme_commands import QUICK_START_PREFIX, readme_commands
-
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    return next(c.code for c in readme_commands(text) if c.code.startswith(QUICK_START_PREFIX))
+    return quick_start_line((REPO / "README.md").read_text(encoding="utf-8"))
 
 
 def quick_start_train_step(line: str) -> str:
     """The quick start line's steps after its last `pip install` step (the training command)."""
-    steps = [step.strip() for step in line.split("&&")]
-    installs = [i for i, step in enumerate(steps) if re.search(r"(^|[/\s])pip3?\s+install\s", step)]
-    return " && ".join(steps[installs[-1] + 1 :])
+    return split_after_install(line)[1]
 
 
 def _expect_success(outcome: Outcome) -> None:

@@ -81,15 +81,22 @@ def _one(commands: list[Command], prefix: str, what: str) -> Command:
     return found[0]
 
 
-def install_command(text: str) -> str:
-    """The quick start's install part: its `&&` steps up to the last `pip install` (the training step is left out)."""
-    line = _one(readme_commands(text), QUICK_START_PREFIX, "quick start").code
+def quick_start_line(text: str) -> str:
+    return _one(readme_commands(text), QUICK_START_PREFIX, "quick start").code
+
+
+def split_after_install(line: str) -> tuple[str, str]:
+    """A `&&` chain split after its last `pip install` step: (install steps, the rest)."""
     steps = [step.strip() for step in line.split("&&")]
     installs = [i for i, step in enumerate(steps) if _PIP_INSTALL.search(step)]
-    last_install = installs[-1] if installs else -1
-    if last_install < 0:
+    if not installs:
         raise SystemExit(f"README.md: the quick start line has no `pip install` step: {line}")
-    return " && ".join(steps[: last_install + 1])
+    return " && ".join(steps[: installs[-1] + 1]), " && ".join(steps[installs[-1] + 1 :])
+
+
+def install_command(text: str) -> str:
+    """The quick start's install part: its `&&` steps up to the last `pip install` (the training step is left out)."""
+    return split_after_install(quick_start_line(text))[0]
 
 
 def fast_test_command(text: str) -> str:

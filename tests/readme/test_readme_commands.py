@@ -16,7 +16,7 @@ import pytest
 
 from tests.readme.handlers import Session, handler_for, quick_start_train_step
 from tests.readme.harness import REPO, activated_env, copy_working_tree, run_command
-from tests.readme.readme_commands import Command, install_command, readme_commands
+from tests.readme.readme_commands import Command, install_command, quick_start_line, readme_commands
 
 README_TEXT = (REPO / "README.md").read_text(encoding="utf-8")
 
@@ -78,8 +78,7 @@ def test_quick_start_training_to_the_end_beats_both_baselines(tmp_path: Path) ->
     """The quick start's training step as written, to the end (2 threads, as README's table): comparison.json
     must say the trained generator beats the untrained one and the mean face on every headline metric."""
     repo = copy_working_tree(tmp_path / "clone")
-    line = next(c.code for c in readme_commands(README_TEXT) if c.code.startswith("python3 -m venv .venv"))
-    command = quick_start_train_step(line)
+    command = quick_start_train_step(quick_start_line(README_TEXT))
     env = {**activated_env(repo), "OMP_NUM_THREADS": "2"}
     outcome = run_command(repo, command, timeout_s=3600, env=env)
     assert outcome.returncode == 0, outcome.tail()
