@@ -132,6 +132,7 @@ def test_bad_input_is_one_line_and_nothing_else(
     assert not list(tmp_path.glob("logs/*/runs/*/checkpoints"))  # it failed before training started
 
 
+@pytest.mark.slow
 def test_text_file_as_export_checkpoint_is_one_line(inputs: Inputs, project: Path) -> None:
     """From the shell: export.py's Hydra config path is relative to the script, so it is not run in-process."""
     result = run_script(project, "export.py", f"ckpt={inputs.text_file}")

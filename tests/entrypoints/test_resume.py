@@ -2,20 +2,28 @@
 
 The run's overrides are not repeated on the resume command line. Before the fix the command composed the
 full-size experiment (512 px data, unet_512) and died on a 65 KB state-dict dump; now the checkpoint's stored
-config is restored and the run goes on in its own folder, its own metrics.csv growing.
+config is restored and the run goes on in its own folder, its own metrics.csv growing. The fast test runs both
+commands in-process through the real entry point (hydra.main, argv, working directory); the slow one from a shell.
 """
 
 from __future__ import annotations
 
 import csv
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import yaml
 from entrypoint_helpers import only_child, run_script, tiny_overrides
+from hydra.core.global_hydra import GlobalHydra
 
+import train as train_entry
 from src.utils.checkpoint import read_checkpoint
+from src.utils.errors import run_cli
 
 STEPS_PER_EPOCH = 2 * 2  # limit_train_batches=2, one G and one D step per batch
+Runner = Callable[[list[str]], None]
 
 
 def _rows(metrics: Path) -> list[dict[str, str]]:
@@ -23,9 +31,8 @@ def _rows(metrics: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_readme_resume_continues_the_run_in_its_own_folder(dataset: Path, project: Path) -> None:
-    first = run_script(project, "train.py", *tiny_overrides(dataset, "test=false"))
-    assert first.returncode == 0, first.stderr[-3000:]
+def check_readme_resume(dataset: Path, project: Path, train: Runner) -> None:
+    train(tiny_overrides(dataset, "test=false"))
     runs = project / "logs" / "train" / "runs"
     run = only_child(runs)
     metrics = only_child(run / "csv") / "metrics.csv"
@@ -35,8 +42,8 @@ def test_readme_resume_continues_the_run_in_its_own_folder(dataset: Path, projec
     assert {row["epoch"] for row in rows_before} == {"0", "1"}
 
     last = f"logs/train/runs/{run.name}/checkpoints/last.ckpt"  # relative, as the README writes it
-    resumed = run_script(project, "train.py", "experiment=rgbd_face", f"ckpt_path={last}", "trainer.max_epochs=3")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    resume_command = ["experiment=rgbd_face", f"ckpt_path={last}", "trainer.max_epochs=3"]
+    train(resume_command)
 
     assert only_child(runs) == run  # no new run folder
     checkpoint = read_checkpoint(run / "checkpoints" / "last.ckpt")
@@ -55,5 +62,28 @@ def test_readme_resume_continues_the_run_in_its_own_folder(dataset: Path, projec
     assert (run / "train.log").read_text().startswith(log_before)  # appended
     assert (run / ".hydra" / "overrides.yaml").read_text() == overrides_before  # the run's own record is kept
     (resume_record,) = (run / ".hydra").glob("resume_*/overrides.yaml")
-    resume_command = ["experiment=rgbd_face", f"ckpt_path={last}", "trainer.max_epochs=3"]
     assert yaml.safe_load(resume_record.read_text()) == resume_command
+
+
+def test_readme_resume_continues_the_run_in_its_own_folder(
+    dataset: Path, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("PROJECT_ROOT", str(project))
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+
+    def train(overrides: list[str]) -> None:
+        monkeypatch.setattr(sys, "argv", ["train.py", *overrides])
+        GlobalHydra.instance().clear()
+        run_cli(train_entry.main)
+
+    check_readme_resume(dataset, project, train)
+
+
+@pytest.mark.slow
+def test_readme_resume_from_the_shell(dataset: Path, project: Path) -> None:
+    def train(overrides: list[str]) -> None:
+        result = run_script(project, "train.py", *overrides)
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    check_readme_resume(dataset, project, train)
