@@ -135,3 +135,19 @@ def test_preflight_leaves_every_random_stream_as_it_was() -> None:
         random.seed(seed), np.random.seed(seed), torch.manual_seed(seed)
         _run(_config(), model)  # iterates loaders (each iterator draws a torch base seed) and validates one batch
         assert draws() == expected
+
+
+def test_preflight_does_not_change_a_training_run(dataset, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same tiny rgbd_face run with and without the preflight ends with bit-identical weights."""
+    import train as train_entry
+    from tests.framework.framework_fixtures import compose_config, tiny_train_overrides
+
+    def final_weights(out) -> dict[str, torch.Tensor]:
+        cfg = compose_config("train.yaml", tiny_train_overrides(dataset, out, "test=false"))
+        return train_entry.train(cfg)[1]["model"].state_dict()
+
+    checked = final_weights(tmp_path / "checked")
+    monkeypatch.setattr(train_entry, "preflight", lambda *args: None)
+    unchecked = final_weights(tmp_path / "unchecked")
+    assert checked.keys() == unchecked.keys()
+    assert all(torch.equal(checked[k], unchecked[k]) for k in checked)
