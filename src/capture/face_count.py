@@ -12,6 +12,7 @@ smaller tile). `python -m src.capture.face_count_eval` measures it against the l
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -54,24 +55,74 @@ class FaceBox:
 def tile_pyramid(height: int, width: int, min_face_px: float) -> list[tuple[int, int, int]]:
     """Square tiles (x, y, side) that together see every face from `min_face_px` up to the whole frame.
 
-    Level k has side T_k (T_0 = min_face_px / MIN_FACE_FRACTION) and finds faces from MIN_FACE_FRACTION * T_k up to
-    MAX_FACE_FRACTION * T_k, so T_{k+1} = T_k * MAX / MIN; its stride T_k * (1 - MAX) keeps every face of that size
-    whole in at least one tile. The last level is one tile over the whole frame (padded square by the caller).
+    A level of side T followed by a level of side N holds the faces from MIN_FACE_FRACTION * T up to
+    MIN_FACE_FRACTION * N (the next level's smallest), so its stride T - MIN_FACE_FRACTION * N keeps each of them whole
+    in at least one tile; N <= T * MAX_FACE_FRACTION / MIN_FACE_FRACTION keeps them within what the detector finds.
+    The level sides are chosen for the fewest tiles over this frame (a level ratio near 2 instead of the largest
+    one, 3.1, overlaps less: 105 instead of 133 tiles at 1900x2270). The last level is one tile over the whole frame
+    (padded square by the caller). Cached: every frame of a capture has the same size.
     """
-    if min_face_px <= 0:
+    if not min_face_px > 0:
         raise ValueError(f"gate.min_face_px must be positive, got {min_face_px}")
+    return list(_cached_pyramid(int(height), int(width), float(min_face_px)))
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_pyramid(height: int, width: int, min_face_px: float) -> tuple[tuple[int, int, int], ...]:
     longest = max(height, width)
     tiles: list[tuple[int, int, int]] = []
-    side = min_face_px / MIN_FACE_FRACTION
-    while side < longest:
-        size = round(side)
-        stride = max(1, math.floor(side * (1 - MAX_FACE_FRACTION)))
-        for y in _starts(height, size, stride):
-            for x in _starts(width, size, stride):
-                tiles.append((x, y, size))
-        side *= MAX_FACE_FRACTION / MIN_FACE_FRACTION
+    side = math.floor(min_face_px / MIN_FACE_FRACTION)  # floor: a face of min_face_px is at least MIN of the tile
+    if side < longest:
+        for level_side, stride in _level_plan(height, width, side):
+            for y in _starts(height, level_side, stride):
+                for x in _starts(width, level_side, stride):
+                    tiles.append((x, y, level_side))
     tiles.append((0, 0, longest))
-    return tiles
+    return tuple(tiles)
+
+
+def _level_plan(height: int, width: int, first_side: int) -> list[tuple[int, int]]:
+    """(side, stride) per level below the whole-frame tile, fewest tiles in all, by dynamic programming over the
+    next level's side. Only the largest next side for each tile count along an axis can be optimal (a larger next
+    side only shrinks the stride), so those are the candidates, plus the detector's limit and the frame itself."""
+    longest = max(height, width)
+    best: dict[int, tuple[int, list[tuple[int, int]]]] = {}
+
+    def plan_from(side: int) -> tuple[int, list[tuple[int, int]]]:
+        if side in best:
+            return best[side]
+        limit = math.floor(side * MAX_FACE_FRACTION / MIN_FACE_FRACTION)
+        candidates = {min(limit, longest)}
+        for length in (height, width):
+            count = 2
+            while length > side:
+                # the largest next side whose stride still needs only `count` tiles along this axis
+                next_side = math.floor((side - math.ceil((length - side) / (count - 1))) / MIN_FACE_FRACTION)
+                if next_side > limit:
+                    break
+                if next_side > side:
+                    candidates.add(min(next_side, longest))
+                count += 1
+        choice: tuple[int, list[tuple[int, int]]] | None = None
+        for next_side in candidates:
+            stride = math.floor(side - MIN_FACE_FRACTION * next_side)
+            if next_side <= side or stride < 1:
+                continue
+            tiles = _count_starts(height, side, stride) * _count_starts(width, side, stride)
+            rest = (0, []) if next_side >= longest else plan_from(next_side)
+            if choice is None or tiles + rest[0] < choice[0]:
+                choice = (tiles + rest[0], [(side, stride), *rest[1]])
+        if choice is None:
+            raise ValueError(f"no tile pyramid for a {width}x{height} frame from {side} px tiles")
+        best[side] = choice
+        return choice
+
+    return plan_from(first_side)[1]
+
+
+def _count_starts(length: int, size: int, stride: int) -> int:
+    """How many starts _starts yields."""
+    return 1 if size >= length else math.ceil((length - size) / stride) + 1
 
 
 def _starts(length: int, size: int, stride: int) -> Iterator[int]:

@@ -6,6 +6,8 @@ pastes a second FaceWorld identity beside the subject); the landmark model's own
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -42,22 +44,45 @@ def scenes():
     return subjects, bystander_cutouts(seeds=(5, 6))
 
 
-def test_the_tile_pyramid_holds_every_face_size_whole_in_a_tile_that_sees_it():
-    """Naive check: random face boxes from 40 px up; one tile must contain the box with the face at a share of the
-    tile the detector finds (MIN..MAX), or the whole-frame tile must see it."""
-    height, width = 1135, 950
+def _fixed_ratio_tile_count(height: int, width: int, min_face_px: float) -> int:
+    """The tile count of the plain pyramid (every level MAX/MIN times the last, stride (1 - MAX) of the side)."""
+    count, side = 1, min_face_px / MIN_FACE_FRACTION
+    while side < max(height, width):
+        stride = math.floor(side * (1 - MAX_FACE_FRACTION))
+        starts = [1 if round(side) >= n else math.ceil((n - round(side)) / stride) + 1 for n in (height, width)]
+        count += starts[0] * starts[1]
+        side *= MAX_FACE_FRACTION / MIN_FACE_FRACTION
+    return count
+
+
+@pytest.mark.parametrize(("height", "width"), [(355, 297), (1135, 950), (720, 1280), (2270, 1900)])
+def test_the_tile_pyramid_holds_every_face_size_whole_in_a_tile_that_sees_it(height, width):
+    """Naive check: random face boxes from 40 px up (log-uniform, so the small sizes of the finest levels are dense);
+    one tile must contain the box with the face at a share of the tile the detector finds (MIN..MAX), or the
+    whole-frame tile must see it (from MIN up). Brute force over every face and every tile."""
     tiles = tile_pyramid(height, width, 40)
     rng = np.random.default_rng(0)
-    for _ in range(3000):
-        size = float(rng.uniform(40, 0.6 * width))
-        x, y = rng.uniform(0, width - size), rng.uniform(0, height - size)
-        seen = any(
-            tx <= x and ty <= y and x + size <= tx + side and y + size <= ty + side
-            and (MIN_FACE_FRACTION * side <= size <= MAX_FACE_FRACTION * side or side == max(height, width))
-            for tx, ty, side in tiles
-        )  # fmt: skip
-        assert seen, (x, y, size)
-    assert tiles[-1] == (0, 0, 1135) and len(tiles) < 60
+    size = np.exp(rng.uniform(np.log(40), np.log(0.6 * min(height, width)), 20000))
+    size[:3] = 40.0
+    x, y = rng.uniform(0, width - size), rng.uniform(0, height - size)
+    tx, ty, side = (np.array(tiles, dtype=np.float64)[:, k][None, :] for k in range(3))
+    x, y, size = x[:, None], y[:, None], size[:, None]
+    inside = (tx <= x) & (ty <= y) & (x + size <= tx + side) & (y + size <= ty + side)
+    # the whole-frame tile has no upper limit (no larger face fits the frame), but the lower one holds for it too
+    findable = (MIN_FACE_FRACTION * side <= size) & ((size <= MAX_FACE_FRACTION * side) | (side == max(height, width)))
+    missed = np.flatnonzero(~(inside & findable).any(axis=1))
+    assert missed.size == 0, [(x[i, 0], y[i, 0], size[i, 0]) for i in missed[:5]]
+    # every tile lies where it can be cut (a tile may only run past the frame where it is larger than the frame)
+    assert all(x >= 0 and y >= 0 and (x + s <= width or x == 0) and (y + s <= height or y == 0) for x, y, s in tiles)
+    assert tiles[-1] == (0, 0, max(height, width)) and len(set(tiles)) == len(tiles)
+    # the level sides are chosen for the fewest tiles: never more than the plain fixed-ratio pyramid needs
+    assert len(tiles) <= _fixed_ratio_tile_count(height, width, 40)
+
+
+def test_the_chosen_pyramid_needs_a_fifth_fewer_tiles_at_full_kinect_resolution():
+    assert _fixed_ratio_tile_count(2270, 1900, 40) == 133  # what the converter ran before, ~1 s a frame
+    assert len(tile_pyramid(2270, 1900, 40)) <= 0.8 * 133
+    assert len(tile_pyramid(1135, 950, 40)) < 60
     assert tile_pyramid(300, 200, 40) == [(0, 0, 300)]  # a small frame: one tile is enough
     with pytest.raises(ValueError, match="min_face_px"):
         tile_pyramid(100, 100, 0)
