@@ -19,9 +19,13 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from src.capture.face_count import FaceCounter
 
 SUBJECT_COLOR_SIZE = (2048, 1536)  # the FaceWorld rig at twice its default size: a 950x1135 capture crop
 POSITIONS = ("left-upper", "right-upper", "left-lower", "right-lower")
@@ -177,8 +181,35 @@ def main() -> None:
         print(
             f"{name:28s} {miscount:6d} of {len(singles):<4d} {group:>16s} {1000 * statistics.median(times[name]):9.1f}"
         )
+    print("\ntiled counter by frame size (a single-face frame scaled; median of 3 runs):")
+    for (frame_width, frame_height), tiles, seconds in time_by_resolution(counter, singles[0][0]):
+        print(f"{frame_width:5d}x{frame_height:<5d} {tiles:4d} tiles {1000 * seconds:8.0f} ms/frame")
     counter.close()
     landmarks.close()
+
+
+RESOLUTIONS = ((297, 355), (950, 1135), (1900, 2270))  # the default capture, twice it, the original's Kinect crop
+
+
+def time_by_resolution(
+    counter: FaceCounter, frame: np.ndarray, sizes: Sequence[tuple[int, int]] = RESOLUTIONS, repeats: int = 3
+) -> list[tuple[tuple[int, int], int, float]]:
+    """((width, height), tiles, median seconds) of `counter.find` per frame size: the cost grows with the tile count,
+    so the converter's full-resolution frames cost ~4x the capture's 950x1135 ones."""
+    from src.capture.face_count import tile_pyramid
+
+    rows = []
+    for width, height in sizes:
+        image = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            counter.find(image)
+            seconds.append(time.perf_counter() - start)
+        rows.append(
+            ((width, height), len(tile_pyramid(height, width, counter.min_face_px)), statistics.median(seconds))
+        )
+    return rows
 
 
 if __name__ == "__main__":
