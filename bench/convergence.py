@@ -239,7 +239,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
             if points:
                 ax.plot(*zip(*points, strict=True), "o-", color="tab:blue", label="trained (final weights)")
                 ax.set_xscale("log")
-                ax.set_xticks([p[0] for p in points], [f"{p[0]:.3g}" for p in points])
+                ax.set_xticks(
+                    [p[0] for p in points], [f"{p[0]:.2f}" if key == "cpu_min" else str(p[0]) for p in points]
+                )
                 ax.minorticks_off()
             for name, values in results["references"].items():
                 if metric in values:
