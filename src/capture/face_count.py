@@ -105,7 +105,7 @@ def _level_plan(height: int, width: int, first_side: int) -> list[tuple[int, int
             while length > side:
                 # the largest next side whose stride still needs only `count` tiles along this axis
                 next_side = math.floor((side - math.ceil((length - side) / (count - 1))) / MIN_FACE_FRACTION)
-                if next_side > limit:
+                if next_side > limit or count > length:  # past the detector's limit, or a stride under 1 px
                     break
                 if next_side > side:
                     candidates.add(min(next_side, longest))
@@ -120,7 +120,9 @@ def _level_plan(height: int, width: int, first_side: int) -> list[tuple[int, int
             if choice is None or tiles + rest[0] < choice[0]:
                 choice = (tiles + rest[0], [(side, stride), *rest[1]])
         if choice is None:
-            raise ValueError(f"no tile pyramid for a {width}x{height} frame from {side} px tiles")
+            raise ValueError(
+                f"gate.min_face_px is too small: no tile pyramid over {width}x{height} from {side} px tiles"
+            )
         best[side] = choice
         return choice
 

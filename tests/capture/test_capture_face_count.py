@@ -86,6 +86,8 @@ def test_the_chosen_pyramid_needs_a_fifth_fewer_tiles_at_full_kinect_resolution(
     assert tile_pyramid(300, 200, 40) == [(0, 0, 300)]  # a small frame: one tile is enough
     with pytest.raises(ValueError, match="min_face_px"):
         tile_pyramid(100, 100, 0)
+    with pytest.raises(ValueError, match="min_face_px is too small"):  # a 0 px tile: an error, not an endless loop
+        tile_pyramid(2270, 1900, 0.05)
 
 
 def test_boxes_of_one_face_from_overlapping_tiles_merge():
