@@ -51,7 +51,7 @@ def export(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     return metrics, {"cfg": cfg, "manifest": manifest}
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="export.yaml")
+@hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parent / "conf"), config_name="export.yaml")
 def main(cfg: DictConfig) -> None:
     require_checkpoint(cfg, "export.py")
     extras(cfg)

@@ -17,7 +17,7 @@ A subclass declares (the whole contract; everything but generate and the loss ho
     PROGRESS_BAR_METRIC                      the val metric shown on the progress bar
     generate(batch, generator) -> dict       forward pass (a chunk gets batch["carry"]; return "carry" to pass on)
     <hook>(batch, outputs, terms) -> dict    exactly the active `terms` (D updates get detached outputs)
-    sample_metrics / sample_grid / export_model / baseline_generators / report_samples (src/models/system.py)
+    sample_metrics / sample_grid / export_model / baselines / export_modules / report_samples (src/models/system.py)
 
 Networks, criteria, optimizers and schedulers arrive as Hydra `_target_` configs (plain mappings; the model
 config sets `_recursive_: false`), so `save_hyperparameters` stores them and `src.utils.checkpoint.load_module`
