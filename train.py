@@ -148,7 +148,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         from src.export import export_checkpoint
 
         manifest = export_checkpoint(ckpt, Path(cfg.paths.output_dir) / "export")
-        log.info(f"Exported generator: {', '.join(str(v) for v in manifest.get('files', {}).values()) or manifest}")
+        files = [path for module in manifest.get("modules", {}).values() for path in module.get("files", {}).values()]
+        log.info(f"Exported: {', '.join(str(f) for f in files) or manifest}")
 
     return metric_dict, {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
 

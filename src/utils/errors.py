@@ -96,7 +96,20 @@ def describe_user_error(err: BaseException) -> str | None:
         if isinstance(err, MissingConfigException) and "Available options" not in text and err.options:
             text += f" (available: {', '.join(err.options)})"
         return text
+    if isinstance(err, ValueError) and _raised_by_hydra_config_loading(err):
+        # e.g. `landmarks@detector=null`: Hydra rejects the override with a bare ValueError while composing
+        return f"bad command-line override: {_one_line(err)}"
     return None
+
+
+def _raised_by_hydra_config_loading(err: BaseException) -> bool:
+    """True when the innermost frame of err's traceback is Hydra's config composition (not our code)."""
+    tb = err.__traceback__
+    last = None
+    while tb is not None:
+        last, tb = tb, tb.tb_next
+    filename = last.tb_frame.f_code.co_filename.replace(os.sep, "/") if last is not None else ""
+    return "/hydra/_internal/" in filename or "/hydra/core/override_parser" in filename
 
 
 def traceback_requested(argv: list[str] | None = None) -> bool:

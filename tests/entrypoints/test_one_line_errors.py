@@ -139,3 +139,22 @@ def test_text_file_as_export_checkpoint_is_one_line(inputs: Inputs, project: Pat
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
     expected = "not a checkpoint (not a PyTorch file; a .ckpt written by train.py is a zip archive)"
     assert last_line(result.stderr) == f"error: {inputs.text_file}: {expected}"
+
+
+def test_a_group_override_hydra_rejects_with_a_bare_value_error_is_one_line() -> None:
+    """`landmarks@detector=null` makes Hydra raise a plain ValueError while composing: a user error, not a bug."""
+    from hydra import compose, initialize_config_dir
+
+    from src.utils.errors import describe_user_error
+
+    GlobalHydra.instance().clear()
+    conf = str(Path(__file__).resolve().parents[2] / "conf")
+    with initialize_config_dir(config_dir=conf, version_base="1.3"), pytest.raises(ValueError) as caught:
+        compose(config_name="infer", overrides=["landmarks@detector=null"])
+    message = describe_user_error(caught.value)
+    assert message is not None and message.startswith("bad command-line override") and "\n" not in message
+    # the same error type raised by our own code stays a bug (keeps its traceback)
+    try:
+        raise ValueError("a bug in our code")
+    except ValueError as err:
+        assert describe_user_error(err) is None
