@@ -53,8 +53,16 @@ def copy_working_tree(destination: Path) -> Path:
 
 
 def activated_env(repo: Path) -> dict[str, str]:
-    """The environment of a shell in which `. .venv/bin/activate` was run (one thread each: CPU is shared)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HYDRA_FULL_ERROR", "PYTEST_CURRENT_TEST")}
+    """The environment of a user's shell in which `. .venv/bin/activate` was run (one thread each: CPU is shared).
+
+    Variables the test process itself may carry are dropped: PROJECT_ROOT (tests set it; the entry points would
+    then write their logs and data into that project instead of the copy), PYTHONPATH, HYDRA_* and PYTEST_*.
+    """
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("PROJECT_ROOT", "PYTHONPATH", "VIRTUAL_ENV") and not key.startswith(("HYDRA_", "PYTEST_"))
+    }
     env.update(
         VIRTUAL_ENV=str(repo / ".venv"),
         PATH=f"{repo / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
