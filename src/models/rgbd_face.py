@@ -173,6 +173,7 @@ class RGBDFaceModule(GANModule):
         "ssim_rgbd",
         "depth_mae_mm",
         "depth_rmse_mm",
+        "background_as_face",
     )
 
     def sample_metrics(self, batch: Batch, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
