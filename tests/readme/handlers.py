@@ -418,7 +418,7 @@ HANDLERS: list[Handler] = [
     Handler(r"^python -m src\.capture capture/source=mkv source\.path=\S+ output_dir=\S+$", "mkv capture", mkv_capture),
     Handler(r"^python -m src\.convert input=\S+ output=\S+", "convert", convert),
     Handler(r"^python train\.py .*trainer=gpu", "GPU training: one error line", gpu_train),
-    Handler(r"^python train\.py -m (?=.*quickstart=cpu)", "multirun, first job's first epoch", multirun),
+    Handler(r"^python train\.py -m (?=.*quickstart=cpu)", "multirun: first job's first epoch", multirun, slow=True),
     Handler(r"^python train\.py (?!-m).*ckpt_path=logs/train/runs/<date>/", "resume", resume),
     Handler(r"^python eval\.py ckpt=(<run>|logs/train/runs/<date>)/checkpoints/last\.ckpt$", "eval", evaluate),
     Handler(r"^python export\.py ckpt=<ckpt>$", "export", export),
