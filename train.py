@@ -41,7 +41,7 @@ from src.utils.errors import CheckpointError, UserError, run_cli
 from src.utils.hydra_callbacks import sweep_failure_message
 from src.utils.instantiators import instantiate_callbacks, instantiate_loggers
 from src.utils.scoring import test_and_compare
-from src.utils.task import extras, get_metric_value, preflight, task_wrapper
+from src.utils.task import check_accelerator, extras, get_metric_value, preflight, task_wrapper
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,7 @@ def start_config(cfg: DictConfig) -> tuple[DictConfig, list[str], dict[str, Any]
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     cfg, overrides, choices, resume_checkpoint = start_config(cfg)
     extras(cfg)
+    check_accelerator(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 

@@ -263,6 +263,21 @@ def _check_monitors(cfg: DictConfig, model: LightningModule, val_loader: Any) ->
         )
 
 
+def check_accelerator(cfg: DictConfig) -> None:
+    """A GPU trainer on a machine without one is one line before any data is read or generated."""
+    import torch
+
+    trainer_cfg = cfg.get("trainer") or {}
+    accelerator = str(trainer_cfg.get("accelerator") or "auto").lower()
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise UserError(
+            f"trainer.accelerator={accelerator} but torch sees no CUDA GPU on this machine (torch "
+            f"{torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); drop trainer=gpu to train on the CPU"
+        )
+    if accelerator == "mps" and not torch.backends.mps.is_available():
+        raise UserError("trainer.accelerator=mps but this machine has no Apple MPS device")
+
+
 def preflight(cfg: DictConfig, datamodule: LightningDataModule, model: LightningModule) -> None:
     """Check data and model together before any training, so a bad setting is one line, not a crash hours later.
 

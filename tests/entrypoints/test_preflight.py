@@ -151,3 +151,15 @@ def test_preflight_does_not_change_a_training_run(dataset, tmp_path, monkeypatch
     unchecked = final_weights(tmp_path / "unchecked")
     assert checked.keys() == unchecked.keys()
     assert all(torch.equal(checked[k], unchecked[k]) for k in checked)
+
+
+def test_a_gpu_trainer_without_a_gpu_is_one_line_before_any_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    """trainer=gpu on a CPU-only machine must say so first, not fail later on the dataset it would have read."""
+    from src.utils.task import check_accelerator
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match=r"trainer.accelerator=gpu but torch sees no CUDA GPU"):
+        check_accelerator(OmegaConf.create({"trainer": {"accelerator": "gpu"}}))
+    check_accelerator(OmegaConf.create({"trainer": {"accelerator": "cpu"}}))  # the CPU needs nothing
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    check_accelerator(OmegaConf.create({"trainer": {"accelerator": "gpu"}}))
