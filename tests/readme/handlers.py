@@ -228,6 +228,19 @@ def resume(session: Session, code: str, match: re.Match) -> None:
     assert after > before, f"resumed run stopped at epoch {after}, the checkpoint it resumed was at epoch {before}"
 
 
+def fine_tune(session: Session, code: str, match: re.Match) -> None:
+    """`<date>` -> the quick-start run made earlier; the fine-tune is a NEW run (own folder, epoch 0 first) that
+    starts from that run's weights."""
+    earlier = session.earlier_run()
+    command = code.replace("logs/train/runs/<date>", str(earlier.relative_to(session.repo)))
+    run = _train_until_first_epoch(session, command)
+    import torch
+
+    assert run != earlier, "init_from must start a new run folder, not continue the checkpoint's run"
+    epoch = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["epoch"]
+    assert epoch == 0, f"a fine-tune starts at epoch 0 with fresh optimizers; its first checkpoint says {epoch}"
+
+
 def evaluate(session: Session, code: str, match: re.Match) -> None:
     """`<run>` / `logs/train/runs/<date>` -> the quick-start run made earlier; eval must score it."""
     earlier = str(session.earlier_run().relative_to(session.repo))
@@ -253,7 +266,7 @@ def kinect_capture(session: Session, code: str, match: re.Match) -> None:
 
 def gpu_train(session: Session, code: str, match: re.Match) -> None:
     """No GPU here: one error line about the missing GPU (the dataset it names was converted earlier)."""
-    _expect_one_error_line(session.run(code, 600), r"gpu|cuda|accelerator")
+    _expect_one_error_line(session.run(code, 600), r"trainer\.accelerator=gpu but torch sees no CUDA GPU")
 
 
 def mkv_capture(session: Session, code: str, match: re.Match) -> None:
@@ -420,6 +433,7 @@ HANDLERS: list[Handler] = [
     Handler(r"^python train\.py .*trainer=gpu", "GPU training: one error line", gpu_train),
     Handler(r"^python train\.py -m (?=.*quickstart=cpu)", "multirun: first job's first epoch", multirun, slow=True),
     Handler(r"^python train\.py (?!-m).*ckpt_path=logs/train/runs/<date>/", "resume", resume),
+    Handler(r"^python train\.py (?!-m).*init_from=logs/train/runs/<date>/", "fine-tune", fine_tune),
     Handler(r"^python eval\.py ckpt=(<run>|logs/train/runs/<date>)/checkpoints/last\.ckpt$", "eval", evaluate),
     Handler(r"^python export\.py ckpt=<ckpt>$", "export", export),
     Handler(r"^python infer\.py ", "inference", infer),
