@@ -206,6 +206,13 @@ def debug_run(session: Session, code: str, match: re.Match) -> None:
     run_to_completion(session, code, match, timeout_s=3600)
 
 
+def tiny_run(session: Session, code: str, match: re.Match) -> None:
+    """+tiny=<experiment> shrinks a run to seconds: it must finish, test and write its last checkpoint."""
+    started = time.time()
+    run_to_completion(session, code, match)
+    assert newest("logs/train/runs/*/checkpoints/last.ckpt", session.repo, started) is not None, "no last.ckpt"
+
+
 def multirun(session: Session, code: str, match: re.Match) -> None:
     """A sweep, stopped once its first job has finished an epoch (checkpoints/last.ckpt of job 0)."""
     started = time.time()
@@ -437,6 +444,7 @@ HANDLERS: list[Handler] = [
     Handler(r"^python eval\.py ckpt=(<run>|logs/train/runs/<date>)/checkpoints/last\.ckpt$", "eval", evaluate),
     Handler(r"^python export\.py ckpt=<ckpt>$", "export", export),
     Handler(r"^python infer\.py ", "inference", infer),
+    Handler(r"^python train\.py (?!-m).*\+tiny=\w+", "tiny run", tiny_run),
     Handler(r"^python train\.py (?!-m).*debug=\w+", "debug run", debug_run, slow=is_full_size),
     Handler(r"^python train\.py (?!-m)", "training run", train, slow=needs_visdom_or_full_size),
     Handler(
