@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from src.models.components.generators import RESNET_BLOCKS, UNET_DEPTHS, build_generator
+from src.utils.checkpoint import describe_weight_mismatch
 
 # Index inside the original block's Sequential -> our (part, index); "sub" marks the nested block.
 _OUTERMOST = {"0": "down.0", "1": "sub", "3": "up.1"}
@@ -119,23 +120,12 @@ def import_pix2pix_generator(
         unexpected = [k for k in source if k not in own]
         last = max(int(k.split(".")[1]) for k in own if k.startswith("model.") and k.endswith(".weight"))
         last_weight, last_bias, out_dim = f"model.{last}.weight", f"model.{last}.bias", 0  # Conv2d: (out, in, k, k)
-    missing = [k for k in own if k not in mapped]
-    wrong_shape = [
-        f"{k}: checkpoint {tuple(mapped[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in own.items()
-        if k in mapped and mapped[k].shape != v.shape
-    ]
-    if missing or unexpected or wrong_shape:
-        details = []
-        if missing:
-            details.append(f"{len(missing)} missing (ours) e.g. {missing[:3]}")
-        if unexpected:
-            details.append(f"{len(unexpected)} unexpected e.g. {unexpected[:3]}")
-        if wrong_shape:
-            details.append(f"{len(wrong_shape)} shape mismatches e.g. {wrong_shape[:3]}")
+    # Unexpected keys keep the original's names (they map to nothing of ours), so the message names them as written.
+    problem = describe_weight_mismatch(own, {**mapped, **{k: source[k] for k in unexpected}})
+    if problem:
         raise CheckpointImportError(
             f"{label} does not match {name} (input_nc={input_nc}, output_nc={output_nc}, ngf={ngf}, norm={norm}): "
-            + "; ".join(details)
+            + problem
         )
     if bgr_to_rgb:
         if output_nc < 3:
