@@ -8,6 +8,7 @@ train/D/<name>/<term> and train/G/<name>/<term>. A system may still write its ow
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -33,6 +34,16 @@ class TablesMixin:
         prefix = f"{name}/"
         return frozenset(t[len(prefix) :] for t in terms if t.startswith(prefix))
 
+    def _active_tables(
+        self, batch: dict[str, Any], outputs: dict[str, Any], terms: frozenset[str]
+    ) -> Iterator[tuple[str, Any, frozenset[str], Any, Any]]:
+        """(name, D, its active bare terms, real input, fake input) of every D table with an active term."""
+        for name, net in self.discriminators.items():
+            mine = self.terms_of(terms, name)
+            if mine:
+                real, fake = self.discriminator_inputs(batch, outputs, name)
+                yield name, net, mine, real, fake
+
     def discriminator_inputs(self, batch: dict[str, Any], outputs: dict[str, Any], name: str) -> tuple[Any, Any]:
         """(real input, fake input) of discriminator `name`; systems with D tables implement it."""
         raise NotImplementedError(f"{type(self).__name__} must define discriminator_inputs for its D tables")
@@ -42,11 +53,7 @@ class TablesMixin:
     ) -> dict[str, torch.Tensor]:
         """real / fake of every D table (GAN criterion `gan`); outputs arrive detached."""
         losses = {}
-        for name, net in self.discriminators.items():
-            mine = self.terms_of(terms, name)
-            if not mine:
-                continue
-            real, fake = self.discriminator_inputs(batch, outputs, name)
+        for name, net, mine, real, fake in self._active_tables(batch, outputs, terms):
             if "real" in mine:
                 losses[f"{name}/real"] = self.criteria["gan"](net(real), True)
             if "fake" in mine:
@@ -58,11 +65,7 @@ class TablesMixin:
     ) -> dict[str, torch.Tensor]:
         """G-side `<name>/gan` and `<name>/fm` of every D table (a generator_losses implementation calls it)."""
         losses = {}
-        for name, net in self.discriminators.items():
-            mine = self.terms_of(terms, name)
-            if not mine:
-                continue
-            real, fake = self.discriminator_inputs(batch, outputs, name)
+        for name, net, mine, real, fake in self._active_tables(batch, outputs, terms):
             fake_outputs = net(fake)
             if "gan" in mine:
                 losses[f"{name}/gan"] = self.criteria["gan"].generator_loss(fake_outputs)
