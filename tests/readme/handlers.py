@@ -213,6 +213,15 @@ def tiny_run(session: Session, code: str, match: re.Match) -> None:
     assert newest("logs/train/runs/*/checkpoints/last.ckpt", session.repo, started) is not None, "no last.ckpt"
 
 
+def face_count_eval(session: Session, code: str, match: re.Match) -> None:
+    """The face-counter evaluation as written: the gate's tiled counter must reject every bystander size."""
+    outcome = run_to_completion(session, code, match, timeout_s=1800)
+    row = next((line for line in outcome.output.splitlines() if line.startswith("tiled full-range (gate)")), None)
+    assert row is not None, outcome.tail()
+    shares = re.findall(r"(\d+\.\d)%", row)
+    assert shares and all(share == "100.0" for share in shares), row
+
+
 def multirun(session: Session, code: str, match: re.Match) -> None:
     """A sweep, stopped once its first job has finished an epoch (checkpoints/last.ckpt of job 0)."""
     started = time.time()
@@ -456,6 +465,7 @@ HANDLERS: list[Handler] = [
     Handler(r"^python -m src\.faceworld\.write [\w-]+ --out \S+$", "FaceWorld writer", faceworld_write),
     Handler(r"^python -m src\.faceworld\.contact_sheet --out \S+$", "contact sheet", contact_sheet),
     Handler(r"^python -m src\.landmarks\.detectors\.evaluate$", "landmark evaluation", landmarks_evaluate),
+    Handler(r"^python -m src\.capture\.face_count_eval$", "face counter evaluation", face_count_eval, slow=True),
     Handler(r"^python3 -m venv \.visdom && .*pip install .*visdom==", "visdom venv", visdom_venv, slow=True),
     Handler(r"^\.visdom/bin/python .*visdom\.server.* -port (?P<port>\d+)$", "visdom server", visdom_server, slow=True),
 ]
