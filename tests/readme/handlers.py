@@ -367,7 +367,7 @@ def _faceworld_photos(session: Session, target: Path) -> None:
 
     frames = session.scratch / "photo_source"
     if not frames.exists():
-        writer = f"python -m src.faceworld.write rgbd-processed --out {frames} --num-identities 1"
+        writer = f"python -m src.faceworld.write rgbd-processed --out {frames} --num-identities 1 --eval-identities 0"
         made = session.run(f"{writer} --frames-per-identity 3 --no-progress", 600)
         assert made.returncode == 0, made.tail()
     colour = sorted(frames.rglob("Color/*.png"))[:3]
