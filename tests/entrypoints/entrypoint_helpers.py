@@ -14,26 +14,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.framework.framework_fixtures import REPO, TINY_MODEL
+from tests.framework.framework_fixtures import REPO, TINY_RGBD_RUN
 
 
 def tiny_overrides(dataset: Path, *extra: str) -> list[str]:
     """experiment=rgbd_face shrunk to seconds on a CPU (framework_fixtures' settings) with no paths.* override."""
-    return [
-        "experiment=rgbd_face",
-        *TINY_MODEL,
-        f"data.root={dataset}",
-        "data.image_size=32",
-        "data.batch_size=3",
-        "model.scheduler.n_epochs=1",
-        "model.scheduler.n_epochs_decay=1",
-        "trainer.max_epochs=2",
-        "trainer.limit_train_batches=2",
-        "trainer.limit_val_batches=1",
-        "trainer.limit_test_batches=1",
-        "trainer.enable_model_summary=false",
-        *extra,
-    ]
+    return [*TINY_RGBD_RUN, f"data.root={dataset}", *extra]
 
 
 def user_env(project: Path) -> dict[str, str]:

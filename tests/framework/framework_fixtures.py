@@ -77,6 +77,22 @@ TINY_MODEL = [
 ]
 
 
+# experiment=rgbd_face shrunk to seconds on a CPU (data.root and paths are added by the callers).
+TINY_RGBD_RUN = (
+    "experiment=rgbd_face",
+    *TINY_MODEL,
+    "data.image_size=32",
+    "data.batch_size=3",
+    "model.scheduler.n_epochs=1",
+    "model.scheduler.n_epochs_decay=1",
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "trainer.enable_model_summary=false",
+)
+
+
 def tiny_train_overrides(dataset: Path, out: Path, *extra: str, fixed_output_dir: bool = True) -> list[str]:
     """experiment=rgbd_face shrunk to seconds on a CPU: 32 px, ngf 8, two short epochs, CSV logs.
 
@@ -84,19 +100,9 @@ def tiny_train_overrides(dataset: Path, out: Path, *extra: str, fixed_output_dir
     """
     outputs = [f"paths.output_dir={out}"] if fixed_output_dir else []
     return [
-        "experiment=rgbd_face",
-        *TINY_MODEL,
+        *TINY_RGBD_RUN,
         f"data.root={dataset}",
-        "data.image_size=32",
-        "data.batch_size=3",
         "data.val_fraction=0.25",
-        "model.scheduler.n_epochs=1",
-        "model.scheduler.n_epochs_decay=1",
-        "trainer.max_epochs=2",
-        "trainer.limit_train_batches=2",
-        "trainer.limit_val_batches=1",
-        "trainer.limit_test_batches=1",
-        "trainer.enable_model_summary=false",
         "logger=csv",
         "extras.print_config=false",
         *outputs,
