@@ -9,13 +9,7 @@ from torch import nn
 from src.export import MANIFEST_FILE, ONNX_FILE, TORCHSCRIPT_FILE, ExportError, export_generator
 from src.models.components.generators import build_generator
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _run_exports(out_dir, x: torch.Tensor):

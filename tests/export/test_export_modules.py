@@ -18,12 +18,7 @@ from src.export.spec import ExportInput, ExportSpec
 SUFFIXES = (("torchscript", ".torchscript.pt"), ("onnx", ".onnx"))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class ImageGenerator(nn.Module):
