@@ -1,0 +1,1 @@
+"""Applications built on trained systems (inference entries with their own Hydra configs)."""
