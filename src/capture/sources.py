@@ -21,16 +21,23 @@ import numpy as np
 
 from src.capture.calibration import CameraIntrinsics, DeviceCalibration
 from src.capture.registration import DepthRegistration
+from src.utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
 # The original crops the 4096x3072 colour image to the area the depth camera lights: x, y, width, height.
 ORIGINAL_CROP_3072P = (1050, 400, 1900, 2270)
 PYK4A_INSTALL_HINT = (
-    "the live Azure Kinect source needs the Azure Kinect Sensor SDK and pyk4a: install the SDK "
+    "the Azure Kinect source needs pyk4a and the Azure Kinect Sensor SDK: install the SDK "
     "(https://github.com/microsoft/Azure-Kinect-Sensor-SDK/blob/develop/docs/usage.md; on Ubuntu "
     "`sudo apt install libk4a1.4-dev k4a-tools`), then `pip install pyk4a`"
 )
+
+
+class KinectSDKMissingError(UserError, ImportError):
+    """pyk4a or the SDK library it loads is missing. A UserError, so the entry points print the one line alone
+    (Hydra's wrapper and the import error's own text would otherwise repeat it); an ImportError, so callers that
+    fall back to another reader keep catching it."""
 
 
 @dataclass
@@ -308,8 +315,15 @@ def _pyk4a_available() -> bool:
 def _import_pyk4a() -> ModuleType:
     try:
         import pyk4a
-    except (ImportError, OSError) as err:
-        raise ImportError(f"{PYK4A_INSTALL_HINT} ({type(err).__name__}: {err})") from None
+    except ModuleNotFoundError as err:
+        if err.name != "pyk4a":  # pyk4a is there but a module it imports is not: name that one
+            raise KinectSDKMissingError(f"pyk4a cannot import {err.name!r}; {PYK4A_INSTALL_HINT}") from None
+        raise KinectSDKMissingError(f"pyk4a is not installed; {PYK4A_INSTALL_HINT}") from None
+    except (ImportError, OSError) as err:  # pyk4a is installed, the SDK's shared library (libk4a) is not loadable
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise KinectSDKMissingError(
+            f"pyk4a cannot load the Azure Kinect SDK library ({reason}); {PYK4A_INSTALL_HINT}"
+        ) from None
     return pyk4a
 
 
