@@ -1,23 +1,30 @@
 """FaceWorld image / UV-position-map pairs for PRNet, and video pairs with the TRUE texture transfer for faces2one.
 
-PRNet layout (split BY IDENTITY):
+PRNet layout (the convention PRNet's users train with: 300W-LP crops made by face3d's position-map generator, one
+image and one .npy per sample, PRNet's Data/uv-data files beside; split BY IDENTITY):
 
     <root>/faceworld.json                       sizes, z convention, crop rule, splits
-    <root>/uv_face_mask.png                     P x P, 255 on the face texels (FaceWorld.uv_face_mask)
-    <root>/uv_kpt_ind.txt                       PRNet's format: 2 lines of 68 values, UV column (x) then row (y)
-                                                of the 68 keypoints (FaceWorld.uv_keypoint_indices, all on
-                                                the face mask)
-    <root>/{train,test}/<id>/<sample:06d>.png           size x size face crop (RGB), default 256
-    <root>/{train,test}/<id>/<sample:06d>.npy           (P, P, 3) float32 position map (P = size): x, y in crop
-                                                        pixels; z in crop pixels towards the camera, shifted so
-                                                        its minimum over the face mask is 0 (PRNet's training
-                                                        maps; its network outputs values in [0, 1.1 * 256]);
-                                                        0 outside the face mask
-    <root>/{train,test}/<id>/<sample:06d>_posmap.png    visualisation: position / (1.1 * size) as RGB
-    <root>/{train,test}/<id>/<sample:06d>.json          FaceParams record + crop camera (re-render, evaluate)
+    <root>/uv-data/uv_face_mask.png             PRNet's UV files (src/models/components/prnet_uv.py): face mask,
+    <root>/uv-data/uv_weight_mask.png           loss weight mask (255 keypoints : 64 eyes-nose-mouth : 48 face :
+    <root>/uv-data/uv_kpt_ind.txt               0 outside), 68 keypoint texels (2 x 68: columns, then rows),
+    <root>/uv-data/face_ind.txt                 flat face-texel indices, triangles into that vertex list
+    <root>/uv-data/triangles.txt
+    <root>/trainDataLabel.txt                   the fork's list format `<image> <npy>` per line (paths relative to
+    <root>/testDataLabel.txt                    the list's folder: the dataset can move)
+    <root>/{train,test}/<id>/<sample:06d>.jpg   size x size face crop (RGB, JPEG as 300W-LP), default 256
+    <root>/{train,test}/<id>/<sample:06d>.npy   (P, P, 3) float32 position map (P = size): x, y in crop pixels; z in
+                                                crop pixels towards the camera, shifted so its minimum over the face
+                                                mask is 0 (PRNet's training maps; its network outputs values in
+                                                [0, 1.1 * 256]); 0 outside the face mask
+    <root>/{train,test}/<id>/<sample:06d>.json  FaceParams record + crop camera + pose (re-render, evaluate by yaw)
+    <root>/previews/{train,test}/<id>/<sample:06d>_posmap.jpg   visualisation: position / (1.1 * size) as RGB, in
+                                                its own tree so a `*.jpg` / `*.png` glob of a sample folder finds
+                                                only the images (`previews=False` writes none)
 Crops follow PRNet's box rule on the 68 landmarks of a webcam-like 1280x720 frame: the square of side 1.58 x the
 mean of the box's width and height around the box centre, raised by 0.1 x side (the landmark box stops at the
-brows; without the raise ~10% of the UV face region's forehead falls above the crop).
+brows; without the raise ~10% of the UV face region's forehead falls above the crop). Like face3d's 300W-LP
+generator, each training crop is jittered (`crop_jitter`, default 0.1: centre shifted by up to 10% of the box size,
+side scaled by U(0.9, 1.1)), so a network learns crops that a tracker or detector will not centre exactly.
 
 faces2one layout (identity A's texture onto identity B's video; pairs (A, B) = (k, k + 1 mod N) over all
 identities, each identity's split recorded in faceworld.json):
@@ -54,7 +61,6 @@ from src.faceworld.writers.common import (
     chunks,
     crop_camera,
     fixed_video_box,
-    format_points,
     identity_name,
     identity_seed,
     identity_splits,
@@ -68,12 +74,17 @@ from src.faceworld.writers.common import (
 from src.geometry.camera import PinholeCamera
 from src.geometry.regions import position_map_footprint
 from src.io.atomic import atomic_path, write_image_atomic, write_text_atomic
+from src.models.components.prnet_uv import build_uv_data, write_uv_data
 
 CROP_SCALE = 1.58
 CROP_RAISE = 0.1
 MAX_POS_FACTOR = 1.1
 META_FILE = "faceworld.json"
 VIDEO_BOX_SCALE = 2.2
+IMAGE_SUFFIX = ".jpg"
+UV_DATA_FOLDER = "uv-data"
+PREVIEW_FOLDER = "previews"
+LIST_FILES = {"train": "trainDataLabel.txt", "test": "testDataLabel.txt"}
 
 
 def params_record(params: FaceParams) -> dict:
@@ -97,13 +108,35 @@ def camera_record(camera: PinholeCamera) -> dict:
     return {"fx": camera.fx, "fy": camera.fy, "cx": camera.cx, "cy": camera.cy, "size": camera.width}
 
 
-def prnet_crop_camera(world: FaceWorld, params: FaceParams, full: PinholeCamera, size: int) -> PinholeCamera:
-    """PRNet's crop: side 1.58 x mean(box width, height) around the centre of the 68-landmark box, raised by
-    CROP_RAISE x side because the landmark box stops at the brows while the UV face region covers the forehead."""
-    x0, y0, x1, y1 = landmark_box(full.project(world.landmarks3d(params)))
-    side = CROP_SCALE * 0.5 * ((x1 - x0) + (y1 - y0))
-    top = 0.5 * (y0 + y1) - side / 2 - CROP_RAISE * side
-    return crop_camera(full, 0.5 * (x0 + x1) - side / 2, top, side, size)
+def prnet_crop_box(box: np.ndarray, jitter: tuple[float, float, float] = (0.0, 0.0, 1.0)) -> tuple[float, float, float]:
+    """(x0, y0, side) of PRNet's crop of a 68-landmark box (x0, y0, x1, y1): side 1.58 x mean(box width, height)
+    around the box centre, raised by CROP_RAISE x side (the landmark box stops at the brows while the UV face region
+    covers the forehead). jitter = (dx, dy, scale): centre shifted by (dx, dy) x mean(width, height), side x scale."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    mean_extent = 0.5 * ((x1 - x0) + (y1 - y0))
+    side = CROP_SCALE * mean_extent * jitter[2]
+    cx = 0.5 * (x0 + x1) + jitter[0] * mean_extent
+    cy = 0.5 * (y0 + y1) + jitter[1] * mean_extent - CROP_RAISE * side
+    return cx - side / 2, cy - side / 2, side
+
+
+def prnet_crop_camera(
+    world: FaceWorld,
+    params: FaceParams,
+    full: PinholeCamera,
+    size: int,
+    jitter: tuple[float, float, float] = (0.0, 0.0, 1.0),
+) -> PinholeCamera:
+    """The camera of PRNet's crop (prnet_crop_box) of the frame `full` sees, resized to size x size."""
+    x0, y0, side = prnet_crop_box(landmark_box(full.project(world.landmarks3d(params))), jitter)
+    return crop_camera(full, x0, y0, side, size)
+
+
+def crop_jitter_draw(seed: int, amount: float) -> tuple[float, float, float]:
+    """face3d's 300W-LP augmentation: shift U(-a, a) x box size on each axis, scale U(1 - a, 1 + a)."""
+    rng = np.random.default_rng([int(seed), 7])
+    dx, dy, scale = rng.uniform(-amount, amount, 3)
+    return float(dx), float(dy), float(1.0 + scale)
 
 
 def prnet_position_map(position_map: np.ndarray, uv_mask: np.ndarray) -> np.ndarray:
@@ -140,28 +173,37 @@ class _PairJob:
     size: int
     seed: int
     pose_range_deg: float
+    crop_jitter: float
+    previews: bool
 
     def run(self) -> int:
         world = world_for(256, self.size)
         uv_mask = world.uv_face_mask()
         full = video_camera()
-        folder = Path(self.root) / self.split / identity_name(self.identity)
+        relative = Path(self.split) / identity_name(self.identity)
+        folder = Path(self.root) / relative
         for sample in range(self.start, self.stop):
+            sample_seed = _sample_seed(self.seed, self.identity, sample)
             params = world.sample_params(
-                _sample_seed(self.seed, self.identity, sample),
-                identity_seed=identity_seed(self.seed, self.identity),
-                pose_range_deg=self.pose_range_deg,
+                sample_seed, identity_seed=identity_seed(self.seed, self.identity), pose_range_deg=self.pose_range_deg
             )
-            camera = prnet_crop_camera(world, params, full, self.size)
+            jitter = crop_jitter_draw(sample_seed, self.crop_jitter)
+            camera = prnet_crop_camera(world, params, full, self.size, jitter)
             out = world.render(params, camera, ("rgb", "position_map"))
             pos = prnet_position_map(out["position_map"], uv_mask)
             stem = f"{sample:06d}"
-            write_image_atomic(folder / f"{stem}.png", rgb_to_bgr(out["rgb"]))
+            write_image_atomic(folder / f"{stem}{IMAGE_SUFFIX}", rgb_to_bgr(out["rgb"]))
             _save_npy(folder / f"{stem}.npy", pos)
-            write_image_atomic(folder / f"{stem}_posmap.png", rgb_to_bgr(position_map_image(pos, self.size)))
-            write_json_atomic(
-                folder / f"{stem}.json", {"params": params_record(params), "camera": camera_record(camera)}
-            )
+            if self.previews:
+                preview = Path(self.root) / PREVIEW_FOLDER / relative / f"{stem}_posmap.jpg"
+                write_image_atomic(preview, rgb_to_bgr(position_map_image(pos, self.size)))
+            record = {
+                "params": params_record(params),
+                "camera": camera_record(camera),
+                "pose_deg": {"yaw": float(params.yaw), "pitch": float(params.pitch), "roll": float(params.roll)},
+                "crop_jitter": list(jitter),
+            }
+            write_json_atomic(folder / f"{stem}.json", record)
         return self.stop - self.start
 
 
@@ -225,6 +267,8 @@ def write_prnet_dataset(
     test_identities: int = 1,
     size: int = 256,
     pose_range_deg: float = 30.0,
+    crop_jitter: float = 0.1,
+    previews: bool = True,
     transfer_pairs: int = 0,
     transfer_frames: int = 8,
     transfer_posmaps: bool = True,
@@ -241,6 +285,8 @@ def write_prnet_dataset(
         raise ValueError(f"size must be >= 32, got {size}")
     if not 0.0 <= pose_range_deg <= 60.0:
         raise ValueError(f"pose_range_deg must be in [0, 60], got {pose_range_deg}")
+    if not 0.0 <= crop_jitter <= 0.3:
+        raise ValueError(f"crop_jitter must be in [0, 0.3], got {crop_jitter}")
     max_pairs = num_identities if num_identities > 1 else 0
     if not 0 <= transfer_pairs <= max_pairs:
         raise ValueError(f"transfer_pairs must be in [0, {max_pairs}], got {transfer_pairs}")
@@ -254,6 +300,7 @@ def write_prnet_dataset(
         {
             "num_identities": num_identities, "images_per_identity": images_per_identity,
             "test_identities": test_identities, "size": size, "pose_range_deg": pose_range_deg,
+            "crop_jitter": crop_jitter, "previews": previews,
             "transfer_pairs": transfer_pairs, "transfer_frames": transfer_frames,
             "transfer_posmaps": transfer_posmaps, "fps": fps, "seed": seed,
         },
@@ -262,7 +309,12 @@ def write_prnet_dataset(
     jobs: list[_PairJob | _TransferJob] = []
     for identity in range(num_identities):
         for start, stop in chunks(images_per_identity, max(4, min(16, images_per_identity))):
-            jobs.append(_PairJob(str(root), splits[identity], identity, start, stop, size, seed, pose_range_deg))
+            jobs.append(
+                _PairJob(
+                    str(root), splits[identity], identity, start, stop, size, seed, pose_range_deg, crop_jitter,
+                    previews,
+                )
+            )  # fmt: skip
     full = video_camera()
     video_cameras = {}
     pairs = [(k, (k + 1) % num_identities) for k in range(transfer_pairs)]
@@ -281,9 +333,15 @@ def write_prnet_dataset(
     run_jobs(_execute, jobs, workers, "FaceWorld PRNet / faces2one", total, progress, state)
 
     uv_mask = world.uv_face_mask()
-    write_image_atomic(root / "uv_face_mask.png", uv_mask.astype(np.uint8) * 255)
-    keypoints = world.uv_keypoint_indices()
-    write_text_atomic(root / "uv_kpt_ind.txt", format_points(keypoints[:, ::-1].T, 1))
+    write_uv_data(root / UV_DATA_FOLDER, build_uv_data(uv_mask, world.uv_keypoint_indices()))
+    for split, list_name in LIST_FILES.items():
+        lines = [
+            f"{split}/{identity_name(k)}/{n:06d}{IMAGE_SUFFIX} {split}/{identity_name(k)}/{n:06d}.npy\n"
+            for k in range(num_identities)
+            if splits[k] == split
+            for n in range(images_per_identity)
+        ]
+        write_text_atomic(root / list_name, "".join(lines))
     write_json_atomic(
         root / META_FILE,
         {
@@ -299,7 +357,10 @@ def write_prnet_dataset(
             "images_per_identity": images_per_identity,
             "pose_range_deg": pose_range_deg,
             "crop": f"square of side {CROP_SCALE} x mean(68-landmark box width, height) around its centre, "
-            f"raised by {CROP_RAISE} x side",
+            f"raised by {CROP_RAISE} x side; jitter {crop_jitter} (shift x box size, side x U(1 -+ jitter))",
+            "image_suffix": IMAGE_SUFFIX,
+            "uv_data": UV_DATA_FOLDER,
+            "lists": dict(LIST_FILES),
             "position_map": "x, y crop pixels; z crop pixels towards the camera, min over the face mask = 0",
             "max_pos": MAX_POS_FACTOR * size,
             "uv_box_u0_u1_v0_v1": list(world.prnet_uv_box()),
