@@ -18,7 +18,10 @@ def test_every_layout_has_a_subcommand():
 
 def test_cli_writes_a_small_dataset(tmp_path, capsys):
     out = tmp_path / "h2h"
-    argv = ["head2head", "--out", str(out), "--num-identities", "1", "--frames-per-video", "3", "--size", "32"]
+    argv = [
+        "head2head", "--out", str(out), "--num-identities", "1", "--frames-per-video", "3", "--size", "32",
+        "--part-frames", "2",
+    ]  # fmt: skip
     assert main([*argv, "--workers", "1", "--no-progress"]) == 0
     assert "head2head: wrote" in capsys.readouterr().out
     assert len(list((out / "dataset" / "train" / "images" / "id000_000000").glob("*.png"))) == 2

@@ -153,7 +153,10 @@ def test_foreign_folders_are_refused(tmp_path):
 
 def test_cli_reports_differing_settings_in_one_line(tmp_path, capsys):
     out = tmp_path / "h2h"
-    argv = ["head2head", "--out", str(out), "--num-identities", "1", "--frames-per-video", "3", "--size", "32"]
+    argv = [
+        "head2head", "--out", str(out), "--num-identities", "1", "--frames-per-video", "3", "--size", "32",
+        "--part-frames", "2",
+    ]  # fmt: skip
     assert main([*argv, "--workers", "1", "--no-progress"]) == 0
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
