@@ -11,11 +11,14 @@ trained on and the same frames for every run. Two sweeps, printed side by side f
 - identities: the first K training identities of the same dataset (a folder of links, so camera, depth encoding
   and held-out frames stay identical), all at --identity-minutes.
 A budget becomes a step count through a CPU-seconds-per-step rate measured on this machine at the start (a few
-throw-away steps; --cpu-s-per-step fixes it instead). Every run keeps the quick start's schedule shape whatever
-its length: LR epochs in two equal halves (constant, then linear decay), at least 10 of them; when the training
-split holds more than a tenth of the steps, each LR epoch is a shuffled draw of steps/10 batches. Training time
-is this process's CPU time from the first to the last training step (validation is off: it is not training),
-so other jobs on a shared machine inflate the wall time, not the figures; both are printed. The final weights
+throw-away steps; --cpu-s-per-step fixes it instead). Every run keeps the config's schedule shape whatever its
+length: the same shares of constant and linearly decaying LR epochs (model.scheduler n_epochs : n_epochs_decay),
+at least 10 epochs; when the training split holds more than a tenth of the steps, each LR epoch is a shuffled
+draw of steps/10 batches. Training time is this process's CPU time from the first to the last training step
+(validation is off: it is not training), so other jobs on a shared machine inflate the wall time, not the
+figures; both are printed, with the machine's load average (1 min) at the start and end of every run. Run it
+at low priority on a shared machine (`nice -n 10 python bench/convergence.py`): CPU budgets hold whatever the
+load, only the wall time grows. The final weights
 are scored (the EMA copy when the config enables one), as the quick start does.
 Writes <out>/convergence.json and .md, and a plot (default docs/convergence.png): PSNR RGBD, depth MAE and the
 share of background predicted as face against CPU minutes and against identities, with the untrained generator
@@ -149,14 +152,27 @@ def make_trainer(epochs: int, batches_per_epoch: int | None, callbacks: list[Cal
 
 
 def build_system(cfg: DictConfig, epochs: int) -> LightningModule:
-    """The model of the config, seeded like train.py, with the LR schedule spread over `epochs` (half, half)."""
+    """The model of the config, seeded like train.py, with its LR schedule stretched over `epochs` epochs."""
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     if model_cfg.get("scheduler"):
-        model_cfg["scheduler"]["n_epochs"] = epochs // 2
-        model_cfg["scheduler"]["n_epochs_decay"] = epochs - epochs // 2
+        model_cfg["scheduler"]["n_epochs"], model_cfg["scheduler"]["n_epochs_decay"] = stretch_schedule(
+            int(model_cfg["scheduler"]["n_epochs"]), int(model_cfg["scheduler"]["n_epochs_decay"]), epochs
+        )
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     return hydra.utils.instantiate(OmegaConf.create(model_cfg))
+
+
+def stretch_schedule(n_epochs: int, n_epochs_decay: int, epochs: int) -> tuple[int, int]:
+    """(constant, decaying) LR epochs that sum to `epochs` in the config's proportion (a linear policy's shape:
+    3 + 3 stays half and half, 0 + 6 decays all the way)."""
+    total = n_epochs + n_epochs_decay
+    if total <= 0:
+        raise UserError(
+            f"model.scheduler: n_epochs + n_epochs_decay must be positive, got {n_epochs} + {n_epochs_decay}"
+        )
+    constant = round(epochs * n_epochs / total)
+    return constant, epochs - constant
 
 
 def plan(steps: int, frames: int, batch_size: int) -> tuple[int, int | None]:
@@ -185,11 +201,14 @@ def train_and_score(cfg: DictConfig, datamodule: Any, frames: int, steps: int) -
     clock = TrainingClock()
     model = build_system(cfg, epochs)
     trainer = make_trainer(epochs, per_epoch, [clock])
+    load_start = os.getloadavg()[0]
     trainer.fit(model, datamodule=datamodule)
     cpu, wall = clock.seconds()
+    load_end = os.getloadavg()[0]
     summary = score_on_test(make_trainer(1, None, []), model, datamodule)["summary"]
     result = {name: float(summary[name]["mean"]) for name in METRICS if name in summary}
     result.update(steps=clock.batches, epochs=epochs, cpu_min=cpu / 60.0, wall_min=wall / 60.0)
+    result.update(load_start=load_start, load_end=load_end)
     return result
 
 
@@ -206,17 +225,28 @@ def reference_rows(cfg: DictConfig, datamodule: Any) -> dict[str, dict[str, floa
 def markdown(results: dict[str, Any]) -> str:
     """The two sweeps and the reference rows as one Markdown table."""
     names = [m for m in METRICS if any(m in r for r in results["runs"] + list(results["references"].values()))]
-    header = ["sweep", "identities", "budget (CPU-min)", "CPU-min", "wall-min", "steps", "LR epochs"]
+    header = ["sweep", "identities", "budget (CPU-min)", "CPU-min", "wall-min", "load", "steps", "LR epochs"]
     header += [f"{METRICS[m][0]} {'↑' if METRICS[m][1] > 0 else '↓'}" for m in names]
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for run in results["runs"]:
         cells = [run["sweep"], str(run["identities"]), f"{run['budget_min']:g}", f"{run['cpu_min']:.2f}"]
-        cells += [f"{run['wall_min']:.2f}", str(run["steps"]), str(run["epochs"])]
+        load = f"{run['load_start']:.1f}-{run['load_end']:.1f}" if "load_start" in run else "n/a"
+        cells += [f"{run['wall_min']:.2f}", load, str(run["steps"]), str(run["epochs"])]
         cells += [f"{run[m]:.3f}" if m in run else "n/a" for m in names]
         lines.append("| " + " | ".join(cells) + " |")
     for row, metrics in results["references"].items():
-        cells = [row, "-", "-", "-", "-", "-", "-"] + [f"{metrics[m]:.3f}" if m in metrics else "n/a" for m in names]
+        cells = [row, "-", "-", "-", "-", "-", "-", "-"] + [
+            f"{metrics[m]:.3f}" if m in metrics else "n/a" for m in names
+        ]
         lines.append("| " + " | ".join(cells) + " |")
+    machine = results.get("machine")
+    if machine:
+        loads = [f"{machine[k][0]:.1f}" for k in ("load_average_at_start", "load_average_at_end") if k in machine]
+        lines.append("")
+        lines.append(
+            f"{results['threads']} torch thread(s), {results['cpu_s_per_step']:.3f} CPU-s per step; machine: "
+            f"{machine['cpus']} CPUs, load average (1 min) {' -> '.join(loads)}, bench at nice {machine['niceness']}."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -328,6 +358,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "identity_minutes": args.identity_minutes,
         "training_identities": all_identities,
         "held_out_frames": len(datamodule.items["test"]),
+        "machine": {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg(), "niceness": os.nice(0)},
         "references": reference_rows(cfg, datamodule),
         "runs": [],
     }
@@ -353,6 +384,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             run = train_and_score(cfg, data, frames, round(args.identity_minutes * 60 / rate))
             record({"sweep": "identities", "identities": count, "budget_min": args.identity_minutes, **run})
 
+    results["machine"]["load_average_at_end"] = os.getloadavg()
     table = markdown(results)
     (args.out / "convergence.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.out / "convergence.md").write_text(table)

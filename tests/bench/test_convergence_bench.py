@@ -69,3 +69,40 @@ def test_arguments_are_checked_before_any_work() -> None:
     for bad in (["--minutes", "0"], ["--identities", "-1"], ["--threads", "0"], ["model.ngf"]):
         with pytest.raises(UserError):
             bench.parse_args(bad)
+
+
+@pytest.mark.parametrize(
+    ("n_epochs", "n_epochs_decay", "epochs", "expected"),
+    [(3, 3, 10, (5, 5)), (0, 6, 12, (0, 12)), (30, 70, 10, (3, 7)), (2, 1, 10, (7, 3)), (5, 0, 10, (10, 0))],
+)
+def test_stretched_schedule_keeps_the_configs_shares(
+    n_epochs: int, n_epochs_decay: int, epochs: int, expected: tuple[int, int]
+) -> None:
+    assert _bench().stretch_schedule(n_epochs, n_epochs_decay, epochs) == expected
+
+
+def test_stretched_schedule_rejects_an_empty_schedule() -> None:
+    with pytest.raises(UserError, match=r"model\.scheduler"):
+        _bench().stretch_schedule(0, 0, 10)
+
+
+def test_table_states_the_load_of_every_run_and_of_the_machine() -> None:
+    run = {"sweep": "minutes", "identities": 10, "budget_min": 2.0, "cpu_min": 1.98, "wall_min": 7.5, "steps": 500}
+    run.update(epochs=10, load_start=6.34, load_end=3.5, psnr_rgbd=16.5)
+    results = {
+        "runs": [run],
+        "references": {"mean_face": {"psnr_rgbd": 15.25}},
+        "threads": 2,
+        "cpu_s_per_step": 0.25,
+        "machine": {
+            "cpus": 2,
+            "load_average_at_start": (6.0, 5, 4),
+            "load_average_at_end": (2.5, 2, 2),
+            "niceness": 10,
+        },
+    }
+    table = _bench().markdown(results)
+    row = next(line for line in table.splitlines() if line.startswith("| minutes"))
+    assert row.rstrip(" |").split(" | ")[5:9] == ["6.3-3.5", "500", "10", "16.500"]
+    assert "2 CPUs, load average (1 min) 6.0 -> 2.5, bench at nice 10" in table
+    assert "| mean_face | - |" in table and "15.250" in table
