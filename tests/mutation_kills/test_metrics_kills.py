@@ -163,7 +163,9 @@ def test_image_metrics_reject_mismatched_or_wrong_inputs() -> None:
 
 def test_to_255_clamps_and_scales() -> None:
     values = torch.tensor([-2.0, -1.0, 0.0, 0.999, 1.0, 3.0])
-    torch.testing.assert_close(to_255(values), torch.tensor([0.0, 0.0, 127.5, 254.8725, 255.0, 255.0], dtype=torch.float64))
+    torch.testing.assert_close(
+        to_255(values), torch.tensor([0.0, 0.0, 127.5, 254.8725, 255.0, 255.0], dtype=torch.float64)
+    )
     torch.testing.assert_close(to_255(values, quantize=True)[2:4], torch.tensor([128.0, 255.0], dtype=torch.float64))
 
 
