@@ -9,10 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from src.faceworld.writers.common import world_for
 from src.faceworld.writers.details import (
+    PRESETS,
     decode_displacement,
     encode_displacement,
+    patch_positions,
     preprocess_texture_patch,
+    region_boxes,
     write_details_dataset,
 )
 from src.io.images import read_image
@@ -27,6 +31,7 @@ SAMPLE_FILES = {
     "albedo.png",
     "displacement.png",
     "normal.png",
+    "proxy_normals.png",
     "patches.csv",
 }
 
@@ -100,3 +105,62 @@ def test_displacement_follows_the_expression(dataset: Path):
     # The unwrapped texture is the photo: it changes where the wrinkles are.
     texture = {e: read_image(dataset / "train/id000" / e / "texture.png").astype(int) for e in ("neutral", "browraise")}
     assert np.abs(texture["browraise"] - texture["neutral"]).mean() > 0.5
+
+
+def test_proxy_normals_are_unit_camera_space_normals_of_the_frontal_face(dataset: Path):
+    """The smooth proxy's normals: unit length on the face, facing the camera (-z) at the forehead's centre, and
+    turning towards +x / -x on the two sides of the UV (the face's right and left cheeks)."""
+    sample = dataset / "train" / "id000" / "neutral"
+    n = read_image(sample / "proxy_normals.png")[..., ::-1].astype(np.float32) / 127.5 - 1.0
+    mask = read_image(sample / "mask.png") > 0
+    lengths = np.linalg.norm(n[mask], axis=1)
+    assert np.abs(lengths - 1).max() < 0.03
+    meta = json.loads((dataset / "faceworld.json").read_text())
+    r0, r1, c0, c1 = meta["regions_row0_row1_col0_col1"]["forehead"]
+    centre = n[(r0 + r1) // 2, (c0 + c1) // 2]
+    assert centre[2] < -0.9
+    row = MAP // 2
+    assert n[row, MAP // 8, 0] * n[row, MAP - MAP // 8, 0] < 0  # the two sides turn opposite ways
+    assert meta["texel_mm_u_v"][0] > 0 and meta["texel_mm_u_v"][1] > 0
+
+
+def test_cpu_preset_and_preset_conflicts(tmp_path: Path):
+    root = write_details_dataset(
+        tmp_path / "cpu", num_identities=2, expressions=("browraise",), preset="cpu", workers=1, progress=False
+    )
+    meta = json.loads((root / "faceworld.json").read_text())
+    expected = PRESETS["cpu"]
+    assert meta["preset"] == "cpu" and meta["map_size"] == expected["map_size"]
+    assert meta["patch_size"] == expected["patch_size"] and meta["stride"] == expected["stride"]
+    assert read_image(root / "train/id000/browraise/texture.png").shape == (expected["map_size"],) * 2
+    with pytest.raises(ValueError, match=r"preset 'cpu' contradicts map_size=512 \(preset cpu sets 256\)"):
+        write_details_dataset(tmp_path / "x", num_identities=2, preset="cpu", map_size=512, progress=False)
+    with pytest.raises(ValueError, match="preset: unknown 'huge'"):
+        write_details_dataset(tmp_path / "y", num_identities=2, preset="huge", progress=False)
+
+
+def test_original_preset_geometry_is_the_originals():
+    """256-px patches on a 64 stride of a 4096 map, positions on the stride grid inside the region boxes (boxes
+    found at the 1024 unwrap size and scaled by 4), every patch inside the map."""
+    preset = PRESETS["original"]
+    assert (preset["map_size"], preset["patch_size"], preset["stride"]) == (4096, 256, 64)
+    world = world_for(preset["unwrap_size"], preset["unwrap_size"])
+    boxes = {r: tuple(round(v * 4) for v in b) for r, b in region_boxes(world).items()}
+    for region, box in boxes.items():
+        positions = patch_positions(box, 4096, 256, 64)
+        assert len(positions) > 50, region
+        assert all(r % 64 == 0 and c % 64 == 0 and r + 256 <= 4096 and c + 256 <= 4096 for r, c in positions)
+        assert all(box[0] <= r + 128 <= box[1] and box[2] <= c + 128 <= box[3] for r, c in positions)
+
+
+@pytest.mark.slow
+def test_original_preset_writes_4096_maps_and_256_patches(tmp_path: Path):
+    root = write_details_dataset(
+        tmp_path / "orig", num_identities=2, expressions=("browraise",), preset="original", workers=1, progress=False
+    )
+    sample = root / "train" / "id000" / "browraise"
+    assert read_image(sample / "displacement.png").shape == (4096, 4096)
+    assert read_image(sample / "texture.png").shape == (4096, 4096)
+    with open(root / "train" / "patches.csv", newline="") as handle:
+        row = next(csv.DictReader(handle))
+    assert read_image(root / "train" / row["texture"]).shape == (256, 256)
