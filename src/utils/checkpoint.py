@@ -4,14 +4,24 @@ Every facesynth checkpoint carries `checkpoint["facesynth"]`: the module's class
 resolved run config (data section included) and the run's command-line overrides / config-group choices, next
 to Lightning's `hyper_parameters` (the network / loss / optimizer configs as plain containers). eval and export
 therefore need only the checkpoint file plus optional overrides, and `train.py ckpt_path=...` restores the run's
-own config (see `restore_run_config` for the rule on overrides). Loading uses `weights_only=True`: nothing in our
-checkpoints needs pickle of arbitrary objects.
+own config (see `restore_run_config` for the rule on overrides).
+
+Safety: every load is `torch.load(weights_only=True)` (`safe_torch_load`): tensors and plain containers only, so a
+shared checkpoint cannot run code; one that would (a pickle importing `os.system`, a class) is refused with one
+line naming what it imports. Our checkpoints need no allow-listed globals (hyper-parameters are stored as plain
+dicts). Writes are atomic (`save_checkpoint_atomic`: a temporary file in the same folder, fsync, `os.replace`), so a
+kill at any moment leaves the previous complete last.ckpt or the new one, never a truncated file; Lightning writes
+and reads through `AtomicCheckpointIO` (conf/trainer/default.yaml: plugins).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import pickle
+import re
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +30,7 @@ import hydra
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -32,6 +43,64 @@ CHECKPOINT_FORMAT = 1
 # First bytes of what torch.save writes: a zip archive (torch >= 1.6) or a legacy pickle (protocol 2+).
 _TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
 _EXAMPLES = 3  # keys named per kind of mismatch in one error line
+# How torch's weights-only unpickler names a global it refused ("... unsupported GLOBAL posix.system whose ...").
+_UNSAFE_GLOBAL = re.compile(r"(?:unsupported GLOBAL|Unsupported global: GLOBAL)\s+([\w.]+)", re.IGNORECASE)
+
+
+def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu", what: str = "checkpoint") -> Any:
+    """torch.load(weights_only=True); a file that would import code on load is one CheckpointError naming it.
+
+    Other failures (truncated, not a torch file) propagate for the caller to word.
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        match = _UNSAFE_GLOBAL.search(str(err))
+        if match is None:
+            raise
+        raise CheckpointError(
+            f"{path}: refused to load this {what}: it would import {match.group(1)} while unpickling, which can run "
+            "arbitrary code (only tensors and plain containers are loaded; re-save trusted weights as a state dict)"
+        ) from None
+
+
+def save_checkpoint_atomic(checkpoint: Any, path: str | os.PathLike) -> None:
+    """torch.save to a temporary file in the target's folder, fsync, then os.replace: never a truncated file."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(checkpoint, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp_name, 0o666 & ~mask)  # mkstemp makes 0600 files; give what a plain open() would
+        os.replace(tmp_name, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    directory = os.open(target.parent, os.O_RDONLY)
+    try:  # the rename itself reaches the disk
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint I/O with an atomic save and a weights-only load (resume reads like eval / export)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        save_checkpoint_atomic(checkpoint, path)
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        if weights_only is False:
+            raise CheckpointError(f"{path}: checkpoints are loaded weights-only; weights_only=False is not supported")
+        return read_checkpoint(path, map_location if map_location is not None else "cpu")
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -49,7 +118,9 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         kind = "an empty file" if not head else "not a PyTorch file"
         raise CheckpointError(f"{p}: not a checkpoint ({kind}; a .ckpt written by train.py is a zip archive)")
     try:
-        checkpoint = torch.load(p, map_location=map_location, weights_only=True)
+        checkpoint = safe_torch_load(p, map_location)
+    except CheckpointError:
+        raise
     except Exception as err:  # whatever the unpickler raises, the file is not a checkpoint
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{p}: corrupt or truncated checkpoint ({first[:200]})") from None
@@ -178,16 +249,35 @@ class LastEpochCheckpoint(ModelCheckpoint):
     the best epoch: the final weights were lost and a resume repeated epochs. Here last.ckpt is written after every
     epoch's checkpoint step (and at the end of training) unless this step was already saved. Without a monitor a
     single top-k file would only duplicate last.ckpt, so save_top_k=1 keeps none (best_model_path stays empty).
+    `last_every_n_train_steps` also refreshes last.ckpt mid-epoch, so a killed run resumes where it was (exactly:
+    the data order and random streams are in the checkpoint, see src/models/base/resume.py).
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, last_every_n_train_steps: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.monitor is None and self.save_last and self.save_top_k == 1:
             self.save_top_k = 0
+        if last_every_n_train_steps is not None and (
+            isinstance(last_every_n_train_steps, bool) or int(last_every_n_train_steps) < 1
+        ):
+            raise UserError(
+                "callbacks.model_checkpoint.last_every_n_train_steps must be >= 1 or null, "
+                f"got {last_every_n_train_steps}"
+            )
+        self.last_every_n_train_steps = last_every_n_train_steps
 
     def _refresh_last(self, trainer: Trainer) -> None:
         if self.save_last and not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any, **kwargs: Any) -> None:
+        """Mid-epoch last.ckpt every `last_every_n_train_steps` training batches (a kill loses at most that many);
+        the epoch's last batch is left to the end-of-epoch save, which also holds the epoch's scheduler step."""
+        super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
+        every = self.last_every_n_train_steps
+        progress = trainer.fit_loop.epoch_loop.batch_progress
+        if every and not progress.is_last_batch and progress.total.processed % every == 0:
+            self._refresh_last(trainer)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)

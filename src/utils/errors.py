@@ -31,6 +31,10 @@ class DatasetError(UserError):
     """A dataset folder is missing files, has unreadable / mismatched files, or cannot be split as asked."""
 
 
+class NonFiniteLossError(UserError):
+    """A loss term became NaN / Inf during training (divergence, a bad sample); the run stops before the update."""
+
+
 # Types whose messages are written for users (they name the file / key); anything else is treated as a bug.
 USER_ERROR_TYPES: tuple[type[BaseException], ...] = (
     UserError,

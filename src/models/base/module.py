@@ -37,6 +37,7 @@ from torch import nn
 
 from src.models.base.evaluation import EvaluationMixin
 from src.models.base.networks import NetworksMixin
+from src.models.base.resume import ResumeMixin
 from src.models.base.specs import (
     UPDATE_ORDERS,
     UpdateSpec,
@@ -57,7 +58,7 @@ from src.utils.errors import UserError
 log = logging.getLogger(__name__)
 
 
-class GANModule(SystemHooks, NetworksMixin, TablesMixin, TrainingMixin, EvaluationMixin, LightningModule):
+class GANModule(SystemHooks, NetworksMixin, TablesMixin, TrainingMixin, EvaluationMixin, ResumeMixin, LightningModule):
     """Manual-optimization GAN base; see the module docstring for the subclass contract."""
 
     GENERATOR_TERMS: ClassVar[tuple[str, ...]] = ()
@@ -152,9 +153,6 @@ class GANModule(SystemHooks, NetworksMixin, TablesMixin, TrainingMixin, Evaluati
         # Only criteria an active term uses are built: a zero-weight LPIPS never loads its backbone.
         built = {name: build(criteria[name], f"model.criteria.{name}") for name in sorted(needed)}
         self.criteria = nn.ModuleDict(built).requires_grad_(False)  # frozen backbones (VGG, LPIPS) are not trained
-        if chunk_frames is not None and (not self.SEQUENCE_KEYS or int(chunk_frames) < 1):
-            raise UserError(f"model.chunk_frames: needs a sequence system and a value >= 1, got {chunk_frames}")
-        self.chunk_frames = None if chunk_frames is None else int(chunk_frames)
         if self.FITTED_STATISTICS:
             self.register_buffer("statistics_fitted", torch.tensor(False))
         self.iterations = 0
@@ -263,6 +261,9 @@ class GANModule(SystemHooks, NetworksMixin, TablesMixin, TrainingMixin, Evaluati
         meta["module"] = f"{type(self).__module__}.{type(self).__qualname__}"
         meta["format"] = CHECKPOINT_FORMAT
         meta["iterations"] = self.iterations
+        self.save_random_state(meta)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.iterations = int(checkpoint.get(CHECKPOINT_KEY, {}).get("iterations", 0))
+        meta = checkpoint.get(CHECKPOINT_KEY, {})
+        self.iterations = int(meta.get("iterations", 0))
+        self.load_random_state(meta)

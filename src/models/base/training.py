@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from src.models.base.specs import PhaseSpec, UpdateSpec, build
-from src.utils.errors import UserError
+from src.utils.errors import NonFiniteLossError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,7 @@ class TrainingMixin:
         return results
 
     def training_step(self, batch: Batch, batch_idx: int) -> None:
+        self._batch_index = batch_idx
         phase = self.active_phase(self.current_epoch, batch_idx)
         if phase is not None and len(self.phases) > 1:
             self.log("train/phase", float(self.phases.index(phase)), on_step=True, on_epoch=False)
@@ -150,6 +151,7 @@ class TrainingMixin:
                 f"{type(self).__name__}.{update.loss} returned {sorted(values)}, expected {sorted(weights)}"
             )
         total = sum(weights[name] * scale * value for name, value in values.items())
+        self.check_finite(update, values, total)
         size = batch_size(batch)
         for name, value in values.items():
             self.log(f"train/{update.name}/{name}", value.detach(), on_step=True, on_epoch=True, batch_size=size)
@@ -162,6 +164,19 @@ class TrainingMixin:
             self.clip_gradients(optimizer, self.gradient_clip_val, self.gradient_clip_algorithm)
         optimizer.step()
         self.untoggle_optimizer(optimizer)
+
+    def check_finite(self, update: UpdateSpec, values: dict[str, torch.Tensor], total: torch.Tensor) -> None:
+        """Stop before a NaN / Inf loss reaches the weights: the message names the term and the step, and the last
+        checkpoint (written before this step) stays the last good one. One check of the total per update."""
+        if bool(torch.isfinite(total.detach()).all()):
+            return
+        bad = [name for name, value in values.items() if not bool(torch.isfinite(value.detach()).all())]
+        named = ", ".join(f"train/{update.name}/{n} = {float(values[n].detach().float().mean())}" for n in bad)
+        raise NonFiniteLossError(
+            f"non-finite loss {named or f'train/{update.name}/total = {float(total.detach())}'} at iteration "
+            f"{self.iterations} (epoch {self.current_epoch}, batch {getattr(self, '_batch_index', '?')}, global step "
+            f"{self.global_step}): training stopped before the update, the last checkpoint is the last good one"
+        )
 
     def on_train_epoch_end(self) -> None:
         """Manual optimization: Lightning does not step schedulers, so they advance here, once per epoch."""
