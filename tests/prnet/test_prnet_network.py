@@ -96,13 +96,16 @@ def test_convolutions_pad_like_tensorflow(stride: int):
 def test_tf_names_follow_tf_slim_and_import_round_trips():
     network = ResFCN256(base_channels=4).eval()
     names = tf_variable_names(network)
-    assert len(set(names.values())) == len(names) == len(network.state_dict()) - sum(
-        key.endswith("num_batches_tracked") for key in network.state_dict()
+    assert (
+        len(set(names.values()))
+        == len(names)
+        == len(network.state_dict()) - sum(key.endswith("num_batches_tracked") for key in network.state_dict())
     )
     assert "resfcn256/Conv/BatchNorm/moving_variance" in names
     assert "resfcn256/resBlock/shortcut/weights" in names and "resfcn256/resBlock_1/shortcut/weights" not in names
     assert "resfcn256/resBlock_9/Conv_2/weights" in names and "resfcn256/resBlock_9/Conv_2/BatchNorm/beta" not in names
-    assert "resfcn256/Conv2d_transpose_16/BatchNorm/gamma" in names and "resfcn256/Conv2d_transpose_17/weights" not in names
+    assert "resfcn256/Conv2d_transpose_16/BatchNorm/gamma" in names
+    assert "resfcn256/Conv2d_transpose_17/weights" not in names
     source = ResFCN256(base_channels=4)
     for buffer in source.buffers():
         buffer.data = torch.rand_like(buffer.data) + 0.5 if buffer.is_floating_point() else buffer.data

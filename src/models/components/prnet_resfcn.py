@@ -130,7 +130,8 @@ class ResFCN256(nn.Module):
         self.encoder = nn.Sequential(*blocks)
         layers = []
         for factor, stride in DECODER:
-            layers.append(ConvBlock(SameConvTranspose2d(channels, size * factor, k, stride), size * factor, nn.ReLU(), m))
+            deconv = SameConvTranspose2d(channels, size * factor, k, stride)
+            layers.append(ConvBlock(deconv, size * factor, nn.ReLU(), m))
             channels = size * factor
         for index in range(3):
             activation = nn.Sigmoid() if index == 2 else nn.ReLU()
@@ -243,7 +244,7 @@ def load_tf_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if not Path(f"{path}.index").is_file():
         raise CheckpointError(f"{path}: neither a .npz nor a TF checkpoint prefix ({path}.index not found)")
     try:
-        import tensorflow as tf  # noqa: PLC0415 (optional, heavy)
+        import tensorflow as tf  # optional and heavy: only for reading the original's checkpoint
     except ImportError:
         raise CheckpointError(
             f"{path}: reading a TF checkpoint needs TensorFlow; convert it once to .npz where TF is installed "
