@@ -43,6 +43,7 @@ from src.io.rgbd_layout import (
     DepthEncoding,
     depth_encoding_from_config,
     intrinsics_from_config,
+    landmark_problem,
     parse_landmark_file,
     processed_paths,
     read_config,
@@ -140,9 +141,14 @@ def _check_frame(root: Path, split: str, frame_id: str, encoding: DepthEncoding)
         listed = ", ".join(f"{k} {w}x{h}" for k, (h, w) in sizes.items())
         problems.append(f"{split}/*/{frame_id}: image sizes differ ({listed})")
     try:
-        parse_landmark_file(paths[LANDMARK_KIND])
+        landmarks = parse_landmark_file(paths[LANDMARK_KIND])
     except ValueError as err:
         problems.append(str(err))
+    else:
+        height, width = next(iter(sizes.values()), (None, None))
+        problem = landmark_problem(landmarks.points, width, height) if width else None
+        if problem:
+            problems.append(f"{paths[LANDMARK_KIND]}: {problem}")
     return problems
 
 

@@ -128,6 +128,28 @@ def parse_landmark_file(path: str | os.PathLike) -> FaceLandmarks:
     return FaceLandmarks(aabb=aabb, points=np.stack([xs, ys], axis=1))  # type: ignore[arg-type]
 
 
+def landmark_problem(points: np.ndarray, width: int, height: int, margin: float = 0.25) -> str | None:
+    """Why a processed frame's landmarks cannot be right, or None: a NaN / inf value, or a point farther outside
+    the image than `margin` of its size (coordinates of another image, e.g. the uncropped camera frame).
+
+    Points slightly outside are legitimate (a jaw contour cut by the crop), hence the margin.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(pts).all(axis=1))
+    if bad.size:
+        return f"landmark value(s) not finite at point {', '.join(str(i) for i in bad[:5])}"
+    low = np.array([-margin * width, -margin * height])
+    high = np.array([(1 + margin) * width, (1 + margin) * height])
+    outside = np.flatnonzero(((pts < low) | (pts > high)).any(axis=1))
+    if outside.size:
+        x, y = pts[outside[0]]
+        return (
+            f"{outside.size} landmark(s) far outside the {width}x{height} image (point {outside[0]} at "
+            f"({x:.1f}, {y:.1f})): coordinates of another image?"
+        )
+    return None
+
+
 def write_config(path: str | os.PathLike, entries: dict[str, object]) -> None:
     write_text_atomic(path, "".join(f"{k}: {v}\n" for k, v in entries.items()))
 
@@ -150,6 +172,8 @@ def depth_encoding_from_config(config: dict[str, str], source: str = CONFIG_FILE
         return DepthEncoding(float(config["near_mm"]), float(config["far_mm"]), int(config.get("depth_bits", 8)))
     except KeyError as err:
         raise KeyError(f"{source}: missing key {err.args[0]!r} (needed to turn depth levels into mm)") from None
+    except ValueError as err:  # a word for a number, 12 bits, near >= far: name the file the user must edit
+        raise ValueError(f"{source}: {err}") from None
 
 
 def intrinsics_from_config(config: dict[str, str]) -> tuple[float, float, float, float] | None:
