@@ -26,17 +26,20 @@ def project(tmp_path: Path) -> Path:
     return root
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001
-    """`bad-input suite: N malformed inputs ...`: one line, by outcome, whenever any of its cases ran."""
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """`bad-input suite: N malformed inputs (...)`: one line, by outcome, whenever any of its cases ran.
+
+    A case is one parametrised test of this folder; its outcome is that of its call (or of its setup when it was
+    skipped or broke there).
+    """
     counts: dict[str, int] = {}
     for outcome in ("passed", "failed", "xfailed", "xpassed", "skipped", "error"):
         for report in terminalreporter.stats.get(outcome, []):
             nodeid = getattr(report, "nodeid", "")
-            if nodeid.startswith(SUITE) and "[" in nodeid and getattr(report, "when", "call") in ("call", "setup"):
-                if outcome != "error" and report.when == "setup" and outcome != "skipped":
-                    continue
+            if not (nodeid.startswith(SUITE) and "[" in nodeid):
+                continue
+            if report.when == "call" or outcome in ("skipped", "error"):
                 counts[outcome] = counts.get(outcome, 0) + 1
     if counts:
-        total = sum(counts.values())
         detail = ", ".join(f"{n} {k}" for k, n in counts.items())
-        terminalreporter.write_line(f"bad-input suite: {total} malformed inputs ({detail})")
+        terminalreporter.write_line(f"bad-input suite: {sum(counts.values())} malformed inputs ({detail})")
