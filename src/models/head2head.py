@@ -30,6 +30,8 @@ import torch
 from torch import nn
 
 from src.export.spec import ExportInput, ExportSpec
+from src.models.base.evaluation import join_chunks
+from src.models.base.training import detach_tree
 from src.models.components.flownet2 import FlowEstimator, build_flow_estimator
 from src.models.components.flownet2_ops import resample2d
 from src.models.components.head2head_parts import (
@@ -222,6 +224,34 @@ class Head2HeadModule(GANModule):
         outputs["temporal"] = temporal
         next_carry["real_history"] = keep_history(joined_real, self.history_frames)
         next_carry["fake_history"] = keep_history(joined_fake, self.history_frames)
+
+    def generate_whole(self, batch: Batch, generator: Any) -> dict[str, Any]:
+        """Whole windows chunk by chunk; in evaluation a window that continues the previous one (same sequences,
+        next frame numbers, same generator) starts from that window's carry, so a video streamed in windows is
+        generated exactly as one long sequence."""
+        if self.training or not self.chunk_frames:
+            return super().generate_whole(batch, generator)
+        carry = self._continued_carry(batch, generator)
+        results = []
+        for chunk in self.chunks(batch):
+            outputs = self.generate({**chunk, "carry": carry}, generator)
+            carry = detach_tree(outputs.get("carry"))
+            results.append(outputs)
+        self._stream = (id(generator), list(batch.get("sequence", [])), batch["frame_index"][:, -1].clone(), carry)
+        return join_chunks(results)
+
+    def _continued_carry(self, batch: Batch, generator: Any) -> Any:
+        stream = getattr(self, "_stream", None)
+        if stream is None or "frame_index" not in batch:
+            return None
+        generator_id, sequences, last_frames, carry = stream
+        first = batch["frame_index"][:, 0].to(last_frames.device)
+        same = (
+            generator_id == id(generator)
+            and sequences == list(batch.get("sequence", []))
+            and len(first) == len(last_frames)
+        )
+        return carry if same and bool((first == last_frames + 1).all()) else None
 
     # ------------------------------------------------------------------ discriminators and losses
     def discriminator_inputs(self, batch: Batch, outputs: dict[str, Any], name: str) -> tuple[Any, Any]:

@@ -106,7 +106,11 @@ TINY_CONFIG: dict[str, Any] = {
         "l1": {"_target_": "src.losses.reconstruction.L1ReconstructionLoss"},
     },
     "loss_weights": {"warp": 10.0, "l1": 1.0},
-    "flow_estimator": {"_target_": "src.models.components.flownet2.DISFlowEstimator", "preset": "ultrafast"},
+    "flow_estimator": {
+        "_target_": "src.models.components.flownet2.make_flow_estimator",
+        "kind": "dis",
+        "preset": "ultrafast",
+    },
     "optimizer_g": {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.0002, "betas": [0.5, 0.999]},
     "optimizer_d": {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.0002, "betas": [0.5, 0.999]},
     "chunk_frames": 4,

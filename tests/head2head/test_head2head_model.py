@@ -78,6 +78,20 @@ def test_per_frame_loop_feeds_back_previous_frames_and_chunks_equal_one_pass() -
     assert torch.allclose(chunked, whole, atol=1e-6)
 
 
+def test_evaluation_windows_continue_a_stream_exactly() -> None:
+    """The datamodule streams test videos in windows; consecutive windows equal one long sequence."""
+    module = Head2HeadModule(**tiny_config(eval_flicker=False, loss_weights={"l1": 1.0})).eval()
+    whole = collate([synthetic_sequence(10, SIZE, 0)])
+    parts = [{k: v[:, a:b] if k in module.SEQUENCE_KEYS else v for k, v in whole.items()} for a, b in ((0, 6), (6, 10))]
+    with torch.no_grad():
+        expected = module.generate_whole(whole, module.generator)["frames"]
+        module._stream = None
+        streamed = torch.cat([module.generate_whole(p, module.generator)["frames"] for p in parts], 1)
+        restarted = module.generate_whole(parts[1], module.generator)["frames"]  # not a continuation: fresh start
+    assert torch.allclose(streamed, expected, atol=1e-6)
+    assert not torch.allclose(restarted, expected[:, 6:], atol=1e-3)
+
+
 def test_skipped_windows_follow_vid2vid() -> None:
     frames = torch.arange(10).float().view(1, 10)
     windows, joined = skipped_windows(None, frames[:, :6], skip=1)
@@ -130,7 +144,7 @@ def test_a_training_run_computes_every_table_and_the_curriculum_cuts_sequences()
         accelerator="cpu",
     )
     trainer.fit(module, data, data)
-    assert seen_lengths == [8, 12]  # training at epoch 0: sequence_length.start; validation: whole sequences
+    assert seen_lengths == [8]  # training at epoch 0: sequence_length.start (evaluation streams whole windows)
     logged = trainer.callback_metrics
     for name in ("image", "mouth", "temporal_1", "temporal_3"):
         assert float(logged[f"train/D/{name}/real_epoch"]) > 0.0, name

@@ -462,6 +462,24 @@ class DISFlowEstimator(FlowEstimator):
         return f"preset={self.preset}"
 
 
+FLOW_ESTIMATORS = ("flownet2", "dis")
+
+
+def make_flow_estimator(
+    kind: str = "flownet2",
+    weights: str | None = None,
+    rgb_max: float = 1.0,
+    correlation_rows_per_chunk: int = 1,
+    preset: str = "medium",
+) -> FlowEstimator:
+    """One config entry for both estimators (`kind: flownet2 | dis`), so a config switches with one key."""
+    if kind == "flownet2":
+        return FlowNet2Estimator(weights, rgb_max, correlation_rows_per_chunk)
+    if kind == "dis":
+        return DISFlowEstimator(preset)
+    raise ValueError(f"flow estimator kind must be one of {FLOW_ESTIMATORS}, got {kind!r}")
+
+
 def build_flow_estimator(spec: Any) -> FlowEstimator:
     """A FlowEstimator from a module or a `_target_` config (kept out of every state dict by its owner)."""
     if isinstance(spec, FlowEstimator):

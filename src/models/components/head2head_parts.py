@@ -46,6 +46,8 @@ def crop_around(images: torch.Tensor, centers: torch.Tensor, height: int, width:
     size_h, size_w = images.shape[-2:]
     crops = []
     for image, (cx, cy) in zip(images, centers.tolist()):
+        if cx != cx or cy != cy:  # NaN: no landmark there (eye-only landmark files): the frame centre
+            cx, cy = size_w / 2, size_h / 2
         top = round(cy - height / 2)
         left = round(cx - width / 2)
         top = min(max(top, 0), max(size_h - height, 0))
