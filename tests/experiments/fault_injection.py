@@ -58,3 +58,15 @@ class KillAt(Callback):
             and batch_idx == self.val_batch
         ):
             die(self.how, f"in validation batch {batch_idx} after training batch {done}")
+
+
+class PoisonBatch(Callback):
+    """Fill `key` of training batch number `train_batch` (1-based over the run) with NaN: a diverging loss."""
+
+    def __init__(self, train_batch: int, key: str) -> None:
+        self.train_batch = train_batch
+        self.key = key
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        if trainer.fit_loop.epoch_loop.batch_progress.total.ready == self.train_batch:
+            batch[self.key].fill_(float("nan"))
