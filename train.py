@@ -110,6 +110,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     datamodule: LightningDataModule = hydra.utils.instantiate(cfg.data)
     log.info(f"Instantiating model <{cfg.model._target_}>")
     model: LightningModule = hydra.utils.instantiate(cfg.model)
+    if cfg.get("channels_last"):
+        model.use_channels_last(True)
     if resume_checkpoint is not None:
         problem = describe_weight_mismatch(model.state_dict(), resume_checkpoint["state_dict"])
         if problem:

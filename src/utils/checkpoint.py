@@ -315,6 +315,8 @@ RESUME_MAY_CHANGE = (
     "export",
     "compare_baselines",
     "extras",
+    "channels_last",
+    "trainer.precision",
 )
 # Keys that say what to start from, never part of the comparison with the stored run.
 START_KEYS = ("ckpt_path", "init_from")

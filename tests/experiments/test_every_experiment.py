@@ -85,12 +85,6 @@ def test_experiment_has_tiny_settings(name: str) -> None:
     assert first == "# @package _global_", f"conf/tiny/{name}.yaml must start with '# @package _global_'"
 
 
-@pytest.fixture(scope="session")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One FaceWorld cache for the whole suite: each experiment's tiny data is generated once."""
-    return tmp_path_factory.mktemp("data")
-
-
 @pytest.fixture(scope="module", params=EXPERIMENTS)
 def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str, Any]:
     """fast_dev_run training of one experiment through train.py's train(); its checkpoint saved afterwards."""

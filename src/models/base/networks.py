@@ -22,6 +22,17 @@ from src.models.components.norms import set_norm_inference_mode
 from src.utils.errors import UserError
 
 
+def _channels_last_tree(value: Any) -> Any:
+    """Every 4-D tensor of a batch in channels-last layout (same values, other strides)."""
+    if isinstance(value, torch.Tensor):
+        return value.contiguous(memory_format=torch.channels_last) if value.dim() == 4 else value
+    if isinstance(value, dict):
+        return {k: _channels_last_tree(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_channels_last_tree(v) for v in value)
+    return value
+
+
 class NetworksMixin:
     """Builds and owns the networks; `inference_network(name)` is what val / test / predict / export use."""
 
@@ -100,6 +111,20 @@ class NetworksMixin:
             yield
         finally:
             object.__setattr__(self, "_generator_override", None)
+
+    # ------------------------------------------------------------------ memory format (GPU speed option)
+    def use_channels_last(self, enabled: bool = True) -> None:
+        """Store every network's 4-D weights channels-last (NHWC; faster convolutions on tensor-core GPUs) and, from
+        then on, hand the training / eval batches over in the same layout (`on_after_batch_transfer`)."""
+        object.__setattr__(self, "_channels_last", bool(enabled))
+        layout = torch.channels_last if enabled else torch.contiguous_format
+        for net in self.all_networks():
+            net.to(memory_format=layout)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if not getattr(self, "_channels_last", False):
+            return batch
+        return _channels_last_tree(batch)
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.inference_generator(*inputs)
