@@ -30,6 +30,7 @@ import numpy as np
 
 from src.capture.calibration import DeviceCalibration
 from src.io.atomic import atomic_path
+from src.utils.errors import UserError
 
 TRACK_NAMES = ("COLOR", "DEPTH", "IR")
 CALIBRATION_ATTACHMENT = "calibration.json"
@@ -348,6 +349,14 @@ class KinectCapture:
     ir: np.ndarray
 
 
+class RecordingError(UserError, ValueError):
+    """A recording or video that cannot be played back (empty, truncated, not Matroska, not the Kinect's tracks).
+
+    A UserError, so the capture app shows its message as one line naming the file (a ValueError as well, which
+    callers caught before it existed).
+    """
+
+
 class KinectRecordingReader:
     """Read a recording through FFmpeg's Matroska demuxer (PyAV): synchronized captures + the calibration."""
 
@@ -360,7 +369,7 @@ class KinectRecordingReader:
         try:
             self._container = av.open(str(self.path))
         except av.FFmpegError as err:
-            raise ValueError(f"{self.path}: not a readable Matroska recording ({err})") from None
+            raise RecordingError(f"{self.path}: not a readable Matroska recording ({err})") from None
         self.tags = {k.upper(): v for k, v in self._container.metadata.items()}
         streams = {}
         for stream in self._container.streams.video:
@@ -371,7 +380,7 @@ class KinectRecordingReader:
         missing = [n for n in TRACK_NAMES if n not in streams]
         if missing:
             self._container.close()
-            raise ValueError(
+            raise RecordingError(
                 f"{self.path}: missing Azure Kinect track(s) {missing} (tracks must be named COLOR, DEPTH, IR)"
             )
         self._streams = streams
@@ -381,7 +390,7 @@ class KinectRecordingReader:
                 calibration_json = bytes(attachment.data)
         if calibration_json is None:
             self._container.close()
-            raise ValueError(
+            raise RecordingError(
                 f"{self.path}: no {CALIBRATION_ATTACHMENT} attachment (not written by the Azure Kinect recorder?)"
             )
         color_mode = self.tags.get("K4A_COLOR_MODE", "CUSTOM")

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from src.capture.calibration import CameraIntrinsics, DeviceCalibration
+from src.capture.mkv import RecordingError
 from src.capture.registration import DepthRegistration
 from src.utils.errors import UserError
 
@@ -271,7 +272,8 @@ class VideoSource(FrameSource):
             raise FileNotFoundError(f"source.path: video {path} not found")
         self._capture = cv2.VideoCapture(int(path) if self.is_webcam else str(path))
         if not self._capture.isOpened():
-            raise OSError(f"source.path: OpenCV cannot open {'webcam' if self.is_webcam else 'video'} {path}")
+            what = "webcam" if self.is_webcam else "video (empty, truncated or in a format FFmpeg cannot read)"
+            raise RecordingError(f"source.path: OpenCV cannot open {what} {path}")
         self.max_frames = max_frames
         width = int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
         height = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT))

@@ -7,6 +7,8 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from src.utils.errors import run_cli
+
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="convert")
 def main(cfg: DictConfig) -> None:
@@ -22,4 +24,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)  # Hydra's own errors (an unknown key) and DiskFullError become one `error: ...` line too

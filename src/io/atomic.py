@@ -7,6 +7,7 @@ half-written file. Every writer in the project goes through these helpers.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -14,6 +15,15 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from src.utils.errors import UserError
+
+# "No space left", "file too large" (a file-size limit), "disk quota exceeded".
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+
+
+class DiskFullError(UserError, OSError):
+    """A write ran out of space: one line naming the file; the file's previous content (if any) is unchanged."""
 
 
 def _current_umask() -> int:
@@ -35,6 +45,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         # mkstemp creates 0600 files; give the result the permissions a plain open() would.
         tmp.chmod(0o666 & ~_current_umask())
         os.replace(tmp, target)
+    except OSError as err:
+        if err.errno not in DISK_FULL_ERRNOS or isinstance(err, DiskFullError):
+            raise
+        full = DiskFullError(f"{target}: not written, {os.strerror(err.errno).lower()} (any earlier version is kept)")
+        full.errno = err.errno
+        raise full from err
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -1,10 +1,9 @@
 """Helpers of the bad-input suite: run an entry point as a user types it, hash what must survive, damage files.
 
-In-process runs (`run_entry`) go through the same code as the shell command: the module's Hydra `main` wrapped the
-way its `__main__` wraps it (train.py / eval.py / `python -m src.capture` through run_cli; `python -m src.convert`
-calls its main bare). A whole Python start per case would cost ~4 CPU-s; the in-process run ~0.3 s. The disk-full
-cases need a process of their own (a file-size limit), and tests/bad_inputs/test_cli_spot_checks.py (slow) re-runs
-one case per entry point from the shell.
+In-process runs (`run_entry`) execute the script or `-m` module as `__main__` (runpy), so the exact code of the
+shell command runs, with its own error layer. A fresh Python per case would cost ~4 CPU-s (imports); in-process a
+case costs ~0.3 s. The disk-full cases need a process of their own (a file-size limit), and
+test_cli_spot_checks.py re-runs one case per entry point from the shell.
 """
 
 from __future__ import annotations
@@ -13,8 +12,8 @@ import contextlib
 import hashlib
 import io
 import os
+import runpy
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,22 +37,16 @@ class Outcome:
         return f"exit {self.code!r}; stderr tail:\n{self.stderr[-2500:]}"
 
 
-def entry_main(entry: str) -> Callable[[], object]:
-    """The callable a shell command runs: 'train.py', 'eval.py', 'src.capture', 'src.convert'."""
-    from src.utils.errors import run_cli
+def run_as_main(entry: str) -> None:
+    """Execute the entry point the way `python train.py` / `python -m src.convert` does: as `__main__`.
 
-    if entry in ("train.py", "eval.py"):
-        module = __import__(entry.removesuffix(".py"))
-        return lambda: run_cli(module.main)
-    if entry == "src.capture":
-        from src.capture.__main__ import main as capture_main
-
-        return lambda: run_cli(capture_main)
-    if entry == "src.convert":
-        from src.convert.__main__ import main as convert_main
-
-        return convert_main
-    raise ValueError(f"unknown entry point {entry!r}")
+    Hydra finds conf/ relative to the calling file only when the task function lives in `__main__`, and each
+    `__main__` wraps its Hydra main its own way (run_cli or not), so the script itself is run, not its `main`.
+    """
+    if entry.endswith(".py"):
+        runpy.run_path(str(REPO / entry), run_name="__main__")
+    else:
+        runpy.run_module(entry, run_name="__main__", alter_sys=True)
 
 
 def run_entry(entry: str, args: list[str], project: Path) -> Outcome:
@@ -69,7 +62,7 @@ def run_entry(entry: str, args: list[str], project: Path) -> Outcome:
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
             try:
-                entry_main(entry)()
+                run_as_main(entry)
             except SystemExit as exit_:
                 code = exit_.code
             except Exception as bug:  # a traceback the user would see
