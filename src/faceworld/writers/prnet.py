@@ -74,10 +74,9 @@ from src.faceworld.writers.common import (
 from src.geometry.camera import PinholeCamera
 from src.geometry.regions import position_map_footprint
 from src.io.atomic import atomic_path, write_image_atomic, write_text_atomic
+from src.models.components.prnet_crop import CROP_RAISE, CROP_SCALE, prnet_crop_box
 from src.models.components.prnet_uv import build_uv_data, write_uv_data
 
-CROP_SCALE = 1.58
-CROP_RAISE = 0.1
 MAX_POS_FACTOR = 1.1
 META_FILE = "faceworld.json"
 VIDEO_BOX_SCALE = 2.2
@@ -108,18 +107,6 @@ def camera_record(camera: PinholeCamera) -> dict:
     return {"fx": camera.fx, "fy": camera.fy, "cx": camera.cx, "cy": camera.cy, "size": camera.width}
 
 
-def prnet_crop_box(box: np.ndarray, jitter: tuple[float, float, float] = (0.0, 0.0, 1.0)) -> tuple[float, float, float]:
-    """(x0, y0, side) of PRNet's crop of a 68-landmark box (x0, y0, x1, y1): side 1.58 x mean(box width, height)
-    around the box centre, raised by CROP_RAISE x side (the landmark box stops at the brows while the UV face region
-    covers the forehead). jitter = (dx, dy, scale): centre shifted by (dx, dy) x mean(width, height), side x scale."""
-    x0, y0, x1, y1 = (float(v) for v in box)
-    mean_extent = 0.5 * ((x1 - x0) + (y1 - y0))
-    side = CROP_SCALE * mean_extent * jitter[2]
-    cx = 0.5 * (x0 + x1) + jitter[0] * mean_extent
-    cy = 0.5 * (y0 + y1) + jitter[1] * mean_extent - CROP_RAISE * side
-    return cx - side / 2, cy - side / 2, side
-
-
 def prnet_crop_camera(
     world: FaceWorld,
     params: FaceParams,
@@ -127,7 +114,7 @@ def prnet_crop_camera(
     size: int,
     jitter: tuple[float, float, float] = (0.0, 0.0, 1.0),
 ) -> PinholeCamera:
-    """The camera of PRNet's crop (prnet_crop_box) of the frame `full` sees, resized to size x size."""
+    """The camera of PRNet's crop (src.models.components.prnet_crop) of the frame `full` sees, at size x size."""
     x0, y0, side = prnet_crop_box(landmark_box(full.project(world.landmarks3d(params))), jitter)
     return crop_camera(full, x0, y0, side, size)
 
