@@ -115,16 +115,15 @@ class NetworksMixin:
     # ------------------------------------------------------------------ memory format (GPU speed option)
     def use_channels_last(self, enabled: bool = True) -> None:
         """Store every network's 4-D weights channels-last (NHWC; faster convolutions on tensor-core GPUs) and, from
-        then on, hand the training / eval batches over in the same layout (`on_after_batch_transfer`)."""
+        then on, hand every batch to generate() in the same layout (`in_memory_format`)."""
         object.__setattr__(self, "_channels_last", bool(enabled))
         layout = torch.channels_last if enabled else torch.contiguous_format
         for net in self.all_networks():
             net.to(memory_format=layout)
 
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if not getattr(self, "_channels_last", False):
-            return batch
-        return _channels_last_tree(batch)
+    def in_memory_format(self, batch: Any) -> Any:
+        """The batch in the networks' layout (run_chunks calls this for training, evaluation and predict)."""
+        return _channels_last_tree(batch) if getattr(self, "_channels_last", False) else batch
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.inference_generator(*inputs)

@@ -111,7 +111,7 @@ class TrainingMixin:
         """generate() over the chunks in order, feeding each chunk the detached `carry` the previous one returned."""
         carry: Any = None
         results = []
-        for chunk in self.chunks(batch):
+        for chunk in self.chunks(self.in_memory_format(batch)):
             if self.SEQUENCE_KEYS and self.chunk_frames:
                 chunk = {**chunk, CARRY: carry}
             outputs = self.generate(chunk, generator)
