@@ -4,7 +4,10 @@ Head2Head's preprocessing fits identity, expression and an orthographic camera p
 averaged over the video (id_coeffs/<id>.txt) and renders every NMFC with it. We do the same in two passes over
 src.geometry.fitting.fit_landmarks:
 1. identity: full fits (pose, identity, expression) on up to `identity_frames` frames spread evenly over the video;
-   the video's identity is their mean (per-frame fits of one face scatter; the mean is what every frame shares);
+   their mean starts the video's identity (per-frame fits of one face scatter; the mean is what every frame shares);
+   then `identity_rounds` rounds of: pose + expression per identity frame with the identity fixed, and ONE identity
+   solved jointly over all those frames (a stacked ridge regression). Expression moves over time while the identity
+   does not, so the joint solve separates what a single frame confuses (a narrow mouth vs. pursed lips);
 2. per frame: pose and expression with that identity fixed (cheaper, and the expression no longer absorbs shape).
 Optionally the per-frame expression and camera are smoothed over time (Savitzky-Golay), which removes the landmark
 detector's frame-to-frame jitter from the NMFC sequence; rotations are smoothed element-wise and projected back
@@ -29,15 +32,31 @@ __all__ = ["SequenceFit", "fit_sequence", "identity_frame_indices"]
 class SequenceFit:
     """Per-frame orthographic cameras (pixel = scale * (rotation @ X)[:2] + offset), expressions and one identity."""
 
-    identity: np.ndarray  # (K_id,) the video's identity: mean of the identity fits
+    identity: np.ndarray  # (K_id,) the video's identity (joint fit over the identity frames)
     identity_frames: np.ndarray  # (M,) frame positions the identity was fitted on
-    identity_per_frame: np.ndarray  # (M, K_id) those fits (their spread measures identity stability)
+    identity_per_frame: np.ndarray  # (M, K_id) the single-frame fits (their spread measures identity stability)
     expression: np.ndarray  # (N, K_exp)
     rotation: np.ndarray  # (N, 3, 3)
     scale: np.ndarray  # (N,)
     offset: np.ndarray  # (N, 2) pixels
     rotation_deg: np.ndarray  # (N, 3) yaw, pitch, roll (src.geometry.pose conventions)
     reprojection_error_px: np.ndarray  # (N,) mean 68-point distance of the fitted projection to the landmarks
+
+
+def _landmark_bases(mm: MorphableModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean (68*3,) and identity / expression bases (68*3, K) of the 68 landmark points, in std units."""
+    vertices, weights = mm.landmark_vertices, mm.landmark_weights.astype(np.float64)
+
+    def at_landmarks(matrix: np.ndarray) -> np.ndarray:
+        per_vertex = matrix.astype(np.float64).reshape(mm.num_vertices, 3, -1)
+        return np.einsum("lk,lkcj->lcj", weights, per_vertex[vertices]).reshape(-1, matrix.shape[-1])
+
+    mean = at_landmarks(mm.mean.reshape(-1, 1))[:, 0]
+    return (
+        mean,
+        at_landmarks(mm.identity_basis) * mm.identity_std,
+        at_landmarks(mm.expression_basis) * mm.expression_std,
+    )
 
 
 def identity_frame_indices(num_frames: int, count: int) -> np.ndarray:
@@ -71,6 +90,7 @@ def fit_sequence(
     landmarks: np.ndarray,
     *,
     identity_frames: int = 32,
+    identity_rounds: int = 2,
     iterations: int = 8,
     expression_iterations: int = 4,
     identity_regularization: float = 1.0,
@@ -86,6 +106,8 @@ def fit_sequence(
         raise ValueError(f"landmarks: expected shape (N >= 1, 68 or 70, 2), got {points.shape}")
     if not np.all(np.isfinite(points[:, :68])):
         raise ValueError("landmarks: NaN or infinite values (drop faceless frames before fitting)")
+    if identity_rounds < 0:
+        raise ValueError(f"identity_rounds must be >= 0, got {identity_rounds}")
     if smooth_window < 0 or smooth_order < 1:
         raise ValueError(f"smooth_window must be >= 0 and smooth_order >= 1, got {smooth_window}, {smooth_order}")
     chosen = identity_frame_indices(len(points), identity_frames)
@@ -99,6 +121,22 @@ def fit_sequence(
         ]
     )  # fmt: skip
     identity = identity_fits.mean(axis=0)
+    mean, basis_id, basis_exp = _landmark_bases(mm)
+    for _ in range(identity_rounds):
+        rows, targets = [], []
+        for k in chosen:
+            f = fit_landmarks(
+                mm, points[k], iterations=expression_iterations, fit_identity=False, identity=identity,
+                expression_regularization=expression_regularization,
+            )  # fmt: skip
+            projection = f.scale * f.rotation[:2]  # (2, 3)
+            fixed = (mean + basis_exp @ f.expression).reshape(-1, 3) @ projection.T + f.offset
+            rows.append(np.einsum("ij,ljk->lik", projection, basis_id.reshape(-1, 3, basis_id.shape[1])).reshape(
+                -1, basis_id.shape[1]))  # fmt: skip
+            targets.append((points[k, :68] - fixed).reshape(-1))
+        J, r = np.concatenate(rows), np.concatenate(targets)
+        lhs = J.T @ J + identity_regularization * len(chosen) * np.eye(J.shape[1])
+        identity = np.clip(np.linalg.solve(lhs, J.T @ r), -mm.identity_range, mm.identity_range)
     fits = [
         fit_landmarks(
             mm, frame, iterations=expression_iterations, fit_identity=False, identity=identity,
