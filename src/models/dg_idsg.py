@@ -258,7 +258,7 @@ class DGIDSGModule(GANModule):
 
     # ------------------------------------------------------------------ export
     def export_modules(self, image_size: int, deployable: bool = True) -> dict[str, ExportSpec]:
-        """`idsg`: (landmarks (K,), identity_code (C,)) -> landmarks (K,); `face_encoder`: image -> identity code."""
+        """`idsg`: (landmarks (K,), identity_code (C,)) -> target_landmarks (K,); `face_encoder`: image -> code."""
         generator = self.inference_generator if deployable else self.generator
         generator = generator.eval()
         features = int(generator.decoder.mlp.main[-1].out_features)
@@ -268,7 +268,7 @@ class DGIDSGModule(GANModule):
         code = ExportInput("identity_code", (code_dim,), -1.0, 1.0, description="face_encoder output")
         image = ExportInput("image", (3, int(image_size), int(image_size)), 0.0, 1.0, description="RGB crop in [0, 1]")
         return {
-            "idsg": ExportSpec(IDSGLandmarkHead(generator), (landmarks, code), ("landmarks",), source=source),
+            "idsg": ExportSpec(IDSGLandmarkHead(generator), (landmarks, code), ("target_landmarks",), source=source),
             "face_encoder": ExportSpec(generator.face_encoder, (image,), ("identity_code",), source=source),
         }
 

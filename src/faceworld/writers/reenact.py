@@ -41,6 +41,7 @@ Deterministic in `seed` whatever the number of workers; every file is written at
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,8 +139,10 @@ class _PersonSpec:
     pose_amplitude_deg: float
 
 
+@functools.lru_cache(maxsize=2048)
 def person_params(spec: _PersonSpec) -> list[list[FaceParams]]:
-    """[video][frame] FaceParams: a talking-head track (expression, gaze, position) with yaw drawn uniformly."""
+    """[video][frame] FaceParams: a talking-head track (expression, gaze, position) with yaw drawn uniformly.
+    Cached per process: every true target needs two people's tracks, and a track costs ten renders."""
     world = world_for()
     videos = []
     for video in range(spec.videos):

@@ -66,12 +66,12 @@ class IdentityEncoder(nn.Module):
             layers += [nn.Conv2d(out, out, 3, 1, 1), nn.BatchNorm2d(out), nn.LeakyReLU(0.2)]
             width = out
         self.features = nn.Sequential(*layers)
-        self.code = nn.Linear(width, code_dim)
+        self.embed = nn.Linear(width, code_dim)  # not `code`: torch.fx graph modules own that name
         self.head = nn.Linear(code_dim, num_identities)
         self.code_dim = code_dim
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.code(self.features(image * 2.0 - 1.0).mean(dim=(2, 3)))
+        return self.embed(self.features(image * 2.0 - 1.0).mean(dim=(2, 3)))
 
     def classify(self, code: torch.Tensor) -> torch.Tensor:
         return self.head(code)
