@@ -1,0 +1,67 @@
+"""PRNet system: NME against a naive loop, the fitted mean map against the files, one training step lowers the loss."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from src.datamodules.prnet import PRNetDataModule
+from src.models.prnet import MeanPositionMap, PRNetModule, position_map_nme
+
+MODEL = {
+    "generator": {"_target_": "src.models.components.prnet_resfcn.ResFCN256", "base_channels": 2},
+    "criteria": {"posmap": {"_target_": "src.models.components.prnet_resfcn.WeightedPositionMapLoss"}},
+    "loss_weights": {"posmap": 1.0},
+    "optimizer_g": {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3},
+}
+
+
+def test_nme_matches_a_naive_loop():
+    rng = np.random.default_rng(0)
+    size = 8
+    truth, pred = rng.random((2, 3, size, size)) * 50, rng.random((2, 3, size, size)) * 50
+    mask = rng.random((size, size)) > 0.3
+    keypoints = rng.choice(np.flatnonzero(mask), 68)
+    got = position_map_nme(
+        torch.from_numpy(pred), torch.from_numpy(truth), torch.from_numpy(mask), torch.from_numpy(keypoints)
+    )
+    for b in range(2):
+        kt = np.array([[truth[b, c].flat[k] for c in range(3)] for k in keypoints])
+        kp = np.array([[pred[b, c].flat[k] for c in range(3)] for k in keypoints])
+        face = np.sqrt((kt[:, 0].max() - kt[:, 0].min()) * (kt[:, 1].max() - kt[:, 1].min()))
+        assert got["nme_kpt68"][b].item() == pytest.approx(
+            np.mean([np.hypot(*(kp[i, :2] - kt[i, :2])) for i in range(68)]) / face
+        )
+        rows, cols = np.nonzero(mask)
+        dense3 = [np.linalg.norm(pred[b, :, r, c] - truth[b, :, r, c]) for r, c in zip(rows, cols)]
+        dense2 = [np.linalg.norm(pred[b, :2, r, c] - truth[b, :2, r, c]) for r, c in zip(rows, cols)]
+        assert got["nme_dense_3d"][b].item() == pytest.approx(np.mean(dense3) / face)
+        assert got["nme_dense_2d"][b].item() == pytest.approx(np.mean(dense2) / face)
+
+
+def test_fitted_mean_map_is_the_training_files_mean_and_training_lowers_the_loss(tiny_prnet: Path):
+    data = PRNetDataModule(root=str(tiny_prnet), batch_size=4, val_fraction=0.34)
+    data.setup()
+    module = PRNetModule(map_size=32, **MODEL)
+    values = module.fit_statistics(data.train_dataloader())
+    files = [np.load(sample.posmap) for sample in data.items["train"]]
+    expected = np.mean(files, axis=0).transpose(2, 0, 1) / (1.1 * 32)
+    np.testing.assert_allclose(values["mean_posmap"].numpy(), expected, atol=1e-5)
+    for name, value in values.items():
+        getattr(module, name).copy_(value)
+    baseline = MeanPositionMap(values["mean_posmap"])
+    batch = next(iter(data.train_dataloader()))
+    assert torch.equal(baseline(batch["image"])[1], values["mean_posmap"])
+    torch.manual_seed(0)
+    optimizer = torch.optim.Adam(module.generator.parameters(), 3e-3)
+    losses = []
+    for _ in range(15):
+        loss = module.generator_losses(batch, module.generate(batch, module.generator), frozenset({"posmap"}))["posmap"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
