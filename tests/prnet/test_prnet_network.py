@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import struct
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +19,7 @@ from src.models.components.prnet_resfcn import (
     count_parameters,
     export_tf_arrays,
     import_tf_weights,
+    load_tf_arrays,
     tf_variable_names,
 )
 from src.utils.errors import CheckpointError
@@ -134,3 +138,77 @@ def test_weighted_loss_is_tf_mean_squared_error_with_weights():
     ) / (2 * 3 * np.count_nonzero(weights))
     got = WeightedPositionMapLoss()(torch.from_numpy(pred), torch.from_numpy(target), torch.from_numpy(weights))
     assert got.item() == pytest.approx(expected, rel=1e-9)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _block(entries: list[tuple[bytes, bytes]], restart_every: int = 4) -> bytes:
+    body, restarts, previous = bytearray(), [], b""
+    for number, (key, value) in enumerate(entries):
+        shared = 0
+        if number % restart_every:
+            while shared < min(len(key), len(previous)) and key[shared] == previous[shared]:
+                shared += 1
+        else:
+            restarts.append(len(body))
+        body += _varint(shared) + _varint(len(key) - shared) + _varint(len(value)) + key[shared:] + value
+        previous = key
+    body += b"".join(struct.pack("<I", r) for r in restarts) + struct.pack("<I", len(restarts))
+    return bytes(body)
+
+
+def _proto(fields: list[tuple[int, int, object]]) -> bytes:
+    out = bytearray()
+    for number, wire, value in fields:
+        out += _varint(number << 3 | wire)
+        out += _varint(value) if wire == 0 else _varint(len(value)) + value if wire == 2 else struct.pack("<I", value)
+    return bytes(out)
+
+
+def _write_tf_checkpoint(prefix: Path, arrays: dict[str, np.ndarray]) -> None:
+    """A TF V2 checkpoint written from the format's description (LevelDB table of BundleEntryProto + raw data)."""
+    data, entries = bytearray(), [(b"", _proto([(1, 0, 1)]))]
+    for name in sorted(arrays):
+        raw = np.ascontiguousarray(arrays[name], "<f4").tobytes()
+        dims = b"".join(_proto([(2, 2, _proto([(1, 0, d)]))]) for d in arrays[name].shape)
+        entry = [(1, 0, 1), (2, 2, dims), (4, 0, len(data)), (5, 0, len(raw)), (6, 5, 0)]
+        entries.append((name.encode(), _proto(entry)))
+        data += raw
+    Path(f"{prefix}.data-00000-of-00001").write_bytes(bytes(data))
+    table = bytearray()
+    block = _block(entries)
+    table += block + b"\x00\x00\x00\x00\x00"
+    meta = _block([])
+    meta_offset = len(table)
+    table += meta + b"\x00\x00\x00\x00\x00"
+    index = _block([(entries[-1][0] + b"\xff", _varint(0) + _varint(len(block)))])
+    index_offset = len(table)
+    table += index + b"\x00\x00\x00\x00\x00"
+    handles = _varint(meta_offset) + _varint(len(meta)) + _varint(index_offset) + _varint(len(index))
+    table += handles + b"\x00" * (40 - len(handles)) + struct.pack("<Q", 0xDB4775248B80FB57)
+    Path(f"{prefix}.index").write_bytes(bytes(table))
+
+
+def test_tf_checkpoint_is_read_without_tensorflow(tmp_path):
+    """Not the released file (it is not on this machine): a checkpoint written from the format's description."""
+    source = ResFCN256(base_channels=2)
+    arrays = {**export_tf_arrays(source), "global_step": np.array(7.0)}
+    _write_tf_checkpoint(tmp_path / "256_256_resfcn256_weight", arrays)
+    read = load_tf_arrays(tmp_path / "256_256_resfcn256_weight")
+    assert read.keys() == arrays.keys()
+    assert all(np.array_equal(read[k], arrays[k]) for k in arrays)
+    network = ResFCN256(base_channels=2).eval()
+    import_tf_weights(network, read)
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(network(x), source.eval()(x))
+    (tmp_path / "bad.index").write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match="not a TensorFlow checkpoint index"):
+        load_tf_arrays(tmp_path / "bad")

@@ -15,8 +15,8 @@ derivation independently of this code and checks both numbers).
 
 Released weights (Data/net-data/256_256_resfcn256_weight.*): a TF checkpoint of variables named
 `resfcn256/<layer>/weights` and `.../BatchNorm/{beta,gamma,moving_mean,moving_variance}` (layer names in
-`tf_variable_names`). `import_tf_weights` maps them onto this module; `load_tf_arrays` reads the checkpoint with
-TensorFlow when it is installed, or a `.npz` of the same names (written once with TensorFlow, see docs/faces2one.md).
+`tf_variable_names`). `import_tf_weights` maps them onto this module; `load_tf_arrays` reads the checkpoint itself
+(no TensorFlow needed: src.models.components.prnet_tf_bundle) or a `.npz` of the same names.
 """
 
 from __future__ import annotations
@@ -233,8 +233,8 @@ def export_tf_arrays(network: ResFCN256, scope: str = "resfcn256") -> dict[str, 
 
 
 def load_tf_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """TF-named arrays from a `.npz`, or from a TF checkpoint prefix (e.g. .../256_256_resfcn256_weight) when
-    TensorFlow is installed."""
+    """TF-named arrays from a `.npz`, or from a TF checkpoint prefix (e.g. Data/net-data/256_256_resfcn256_weight,
+    read without TensorFlow by src.models.components.prnet_tf_bundle)."""
     path = Path(path)
     if path.suffix == ".npz":
         if not path.is_file():
@@ -243,12 +243,6 @@ def load_tf_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
             return {name: data[name] for name in data.files}
     if not Path(f"{path}.index").is_file():
         raise CheckpointError(f"{path}: neither a .npz nor a TF checkpoint prefix ({path}.index not found)")
-    try:
-        import tensorflow as tf  # optional and heavy: only for reading the original's checkpoint
-    except ImportError:
-        raise CheckpointError(
-            f"{path}: reading a TF checkpoint needs TensorFlow; convert it once to .npz where TF is installed "
-            "(docs/faces2one.md)"
-        ) from None
-    reader = tf.train.load_checkpoint(str(path))
-    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+    from src.models.components.prnet_tf_bundle import read_tf_checkpoint
+
+    return read_tf_checkpoint(path)
