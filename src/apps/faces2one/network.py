@@ -1,4 +1,5 @@
-"""The position-map network the app runs: a PRNet checkpoint of this framework, or its ONNX / TorchScript export.
+"""The position-map network the app runs: a PRNet checkpoint of this framework, its ONNX / TorchScript export, or
+the original's released TF checkpoint (with its Data/uv-data folder as uv_data).
 
 Whatever the format, `PositionMapNetwork(crops)` takes (B, S, S, 3) uint8 RGB crops and returns (B, S, S, 3)
 float32 position maps in crop pixels (x, y, z), together with the UV face mask and keypoint texels the network was
@@ -23,14 +24,26 @@ class PositionMapNetwork:
 
     def __init__(self, path: str | os.PathLike, threads: int = 2, uv_data: str | os.PathLike | None = None) -> None:
         path = Path(path)
-        if not path.exists():
-            raise UserError(f"prnet={path}: not found (a PRNet .ckpt, or prnet.onnx / prnet.torchscript.pt)")
+        tf_checkpoint = Path(f"{path}.index").is_file()
+        if not path.exists() and not tf_checkpoint:
+            raise UserError(
+                f"prnet={path}: not found (a PRNet .ckpt, prnet.onnx / prnet.torchscript.pt, or the original's TF "
+                "checkpoint prefix Data/net-data/256_256_resfcn256_weight)"
+            )
         self.path = path
         self._session = None
         self._module: torch.nn.Module | None = None
         self.threads = int(threads)
         uv = None
-        if path.suffix == ".ckpt":
+        if tf_checkpoint:  # the original's released weights: resfcn256 at 256 px, base 16
+            from src.models.components.prnet_resfcn import MAX_POS_FACTOR, ResFCN256, import_tf_weights, load_tf_arrays
+            from src.models.prnet import PositionMapInPixels
+
+            network = ResFCN256(base_channels=16)
+            import_tf_weights(network, load_tf_arrays(path))
+            self.size = 256
+            self._module = PositionMapInPixels(network, MAX_POS_FACTOR * self.size).eval()
+        elif path.suffix == ".ckpt":
             from src.utils.checkpoint import load_module
 
             module, _ = load_module(path, expected_class="src.models.prnet.PRNetModule")
