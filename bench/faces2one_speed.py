@@ -32,6 +32,7 @@ from src.apps.faces2one.pipeline import TransferSettings, run_transfer
 from src.faceworld.writers.common import video_camera, world_for
 from src.faceworld.writers.prnet import prnet_crop_camera, prnet_position_map
 from src.faceworld.writers.videos import write_talking_head_video
+from src.io.atomic import write_text_atomic
 from src.landmarks.detectors.base import build_detector
 from src.models.components.prnet_resfcn import ResFCN256
 from src.models.components.prnet_uv import build_uv_data
@@ -65,6 +66,7 @@ def main() -> None:
     parser.add_argument("--map-size", type=int, default=96)
     parser.add_argument("--base-channels", type=int, default=8)
     parser.add_argument("--videos", default=None, help="folder to keep the generated videos in (default: temporary)")
+    parser.add_argument("--out", default=None, help="also write the report to this .md file")
     args = parser.parse_args()
     torch.set_num_threads(1)
     folder = Path(args.videos or tempfile.mkdtemp(prefix="faces2one_speed_"))
@@ -91,18 +93,24 @@ def main() -> None:
         wall = time.perf_counter() - wall
     stages = stats["cpu_ms_per_frame"]
     per_frame = sum(stages.values())
-    print(f"faces2one at {args.width}x{args.height}, {stats['frames']} frames, {label}, 1 thread")
-    print(f"transferred {stats['transferred']}, passed through {stats['passed_through']}")
-    print("| stage | CPU ms / frame |")
-    print("|---|---|")
-    for name, value in sorted(stages.items(), key=lambda kv: -kv[1]):
-        print(f"| {name} | {value:.1f} |")
-    print(f"| **total per frame** | **{per_frame:.1f}** |")
-    print(f"frames/s on one idle core (1000 / CPU ms per frame): {1000.0 / per_frame:.1f}")
-    print(
+    lines = [
+        f"faces2one at {args.width}x{args.height}, {stats['frames']} frames, {label}, 1 thread",
+        f"transferred {stats['transferred']}, passed through {stats['passed_through']}",
+        "",
+        "| stage | CPU ms / frame |",
+        "|---|---|",
+        *[f"| {name} | {value:.1f} |" for name, value in sorted(stages.items(), key=lambda kv: -kv[1])],
+        f"| **total per frame** | **{per_frame:.1f}** |",
+        "",
+        f"frames/s on one idle core (1000 / CPU ms per frame): {1000.0 / per_frame:.1f}",
         f"whole run incl. probing and setup: {stats['cpu_s']:.1f} CPU-s; wall {wall:.1f} s = "
-        f"{stats['frames'] / wall:.1f} frames/s at load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}"
-    )
+        f"{stats['frames'] / wall:.1f} frames/s at load average {load_before:.1f} -> {os.getloadavg()[0]:.1f} "
+        f"({os.cpu_count()} cores)",
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        write_text_atomic(args.out, text)
 
 
 if __name__ == "__main__":
