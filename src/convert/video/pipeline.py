@@ -362,7 +362,7 @@ def convert_one_video(
     """Convert one video into `output` (see the module docstring); never raises for a bad video.
 
     Returns the report and the in-memory results the benchmark compares with the truth: 'box', 'frames' (kept frame
-    numbers), 'landmarks' (N, 70, 2) crop pixels, 'fit' (SequenceFit)."""
+    numbers), 'landmarks' (N, 70, 2) crop pixels, 'fit' (SequenceFit), 'nmfc_paths' (the NMFC file of each)."""
     from src.capture.face_count import FaceCounter
     from src.faceworld.writers.common import world_for
     from src.geometry.nmfc import orthographic_camera_from_misc, render_nmfc
@@ -476,6 +476,7 @@ def convert_one_video(
         dataset = output / "dataset"
         identity_shape = mm.identity_shape(fit.identity).astype(np.float64)
         colors = world.nmfc_colors
+        details["nmfc_paths"] = []
         for k, number in enumerate(kept):
             split = "test" if number >= first_test else "train"
             seq = name if split == "test" else train_sequence_name(name, number // settings.part_frames)
@@ -490,6 +491,7 @@ def convert_one_video(
             root = dataset / split
             write_image_atomic(root / "images" / seq / f"{stem}.png", cv2.cvtColor(crops[k], cv2.COLOR_RGB2BGR))
             write_image_atomic(root / "nmfcs" / seq / f"{stem}.png", cv2.cvtColor(nmfc, cv2.COLOR_RGB2BGR))
+            details["nmfc_paths"].append(root / "nmfcs" / seq / f"{stem}.png")
             write_text_atomic(root / "landmarks70" / seq / f"{stem}.txt", savetxt_text(points[k]))
             write_text_atomic(
                 root / "misc" / seq / f"{stem}.txt", _misc_text(fit.scale[k], fit.rotation[k], translation)
