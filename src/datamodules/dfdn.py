@@ -163,7 +163,8 @@ class PatchDataset(Dataset):
 
 class RegionBatchSampler(Sampler[list[int]]):
     """Batches of one region each: indices grouped by region, cut into batches; with `shuffle` the indices and
-    the batch order change every epoch (seeded: the n-th epoch of two runs with one seed is the same)."""
+    the batch order are a function of (seed, epoch), so a resumed run repeats them (src/utils/data_order.py wraps
+    it; Lightning calls set_epoch at every epoch start through `.sampler`)."""
 
     def __init__(self, regions: Sequence[int], batch_size: int, shuffle: bool, seed: int = 0) -> None:
         self.regions = list(regions)
@@ -171,6 +172,10 @@ class RegionBatchSampler(Sampler[list[int]]):
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
+        self.sampler = self
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
 
     def _batches(self) -> list[list[int]]:
         rng = random.Random(self.seed * 1_000_003 + self.epoch)
@@ -185,10 +190,7 @@ class RegionBatchSampler(Sampler[list[int]]):
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        batches = self._batches()
-        if self.shuffle:
-            self.epoch += 1
-        return iter(batches)
+        return iter(self._batches())
 
     def __len__(self) -> int:
         counts = [self.regions.count(r) for r in set(self.regions)]
@@ -202,6 +204,9 @@ class DFDNDataModule(FaceDataModule):
     displacement_scale_mm / texel_mm: the physical scale of a scan folder (FaceWorld's json wins when present).
     regions: the regions to read (default both).
     max_patches_per_split: cap on train / val / test patches (evenly spaced), null = all.
+    sample_cache: FaceWorld samples whose maps stay in memory per split (least recently used dropped): patches
+        are drawn across all samples, so a cache smaller than the split rereads maps (the cpu preset's sample is
+        ~0.6 MB, the original preset's ~150 MB).
     """
 
     FACEWORLD_WRITER: ClassVar[str | None] = "dfdn"
@@ -215,6 +220,7 @@ class DFDNDataModule(FaceDataModule):
         texel_mm: Sequence[float] | None = None,
         regions: Sequence[str] = REGIONS,
         max_patches_per_split: Mapping[str, int | None] | None = None,
+        sample_cache: int = 512,
         **kwargs: Any,
     ) -> None:
         # Lightning collects hyper-parameters from every __init__ frame: hand the base plain containers only.
@@ -222,6 +228,7 @@ class DFDNDataModule(FaceDataModule):
                   for k, v in kwargs.items()}  # fmt: skip
         super().__init__(*args, **kwargs)
         check_fraction("data.min_visible_fraction", min_visible_fraction, 0.0, 1.0001)
+        check_int("data.sample_cache", sample_cache, 1)
         unknown = [r for r in regions if r not in REGIONS]
         if unknown or not regions:
             raise UserError(f"data.regions: unknown {unknown or 'none given'}; known: {list(REGIONS)}")
@@ -239,6 +246,7 @@ class DFDNDataModule(FaceDataModule):
                 "texel_mm": None if texel_mm is None else [float(v) for v in texel_mm],
                 "regions": [str(r) for r in regions],
                 "max_patches_per_split": {str(k): v for k, v in dict(max_patches_per_split or {}).items()},
+                "sample_cache": int(sample_cache),
             }
         )
         self.patch_size: int | None = None
@@ -372,7 +380,9 @@ class DFDNDataModule(FaceDataModule):
                 f"{self.root}: its patches are {self.patch_size} px but data.image_size (the model's patch side) is "
                 f"{wanted}; write or pick a dataset with {wanted}-px patches or change model.generator.patch_size"
             )
-        return PatchDataset([self._by_id[k] for k in items], int(self.patch_size), self.scale_mm, self.texel)
+        return PatchDataset(
+            [self._by_id[k] for k in items], int(self.patch_size), self.scale_mm, self.texel, self.hparams.sample_cache
+        )
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader | list:
         if not self.datasets:

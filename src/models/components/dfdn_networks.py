@@ -208,9 +208,7 @@ class DFDNDiscriminators(nn.Module):
 
     forward(x, region) -> the NLayerDiscriminator output ([[features..., prediction]]) of region index `region`."""
 
-    def __init__(
-        self, regions: Sequence[str] = REGIONS, ndf: int = 64, n_layers: int = 3, norm: str = "batch"
-    ) -> None:
+    def __init__(self, regions: Sequence[str] = REGIONS, ndf: int = 64, n_layers: int = 3, norm: str = "batch") -> None:
         super().__init__()
         from src.models.components.discriminators import NLayerDiscriminator
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from src.geometry.sh import _A, _Y1, _Y2, _Y00, _Y20, _Y22
+from src.geometry.sh import _A, _Y00, _Y1, _Y2, _Y20, _Y22
 
 GAMMA = 2.2
 _FACTORS = (_A[0], _A[1], _A[1], _A[1], _A[2], _A[2], _A[2], _A[2], _A[2])
