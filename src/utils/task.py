@@ -276,6 +276,11 @@ def check_accelerator(cfg: DictConfig) -> None:
         )
     if accelerator == "mps" and not torch.backends.mps.is_available():
         raise UserError("trainer.accelerator=mps but this machine has no Apple MPS device")
+    if trainer_cfg.get("sync_batchnorm") and accelerator == "cpu":
+        raise UserError(
+            "trainer.sync_batchnorm=true needs GPUs (PyTorch's SyncBatchNorm); for DDP on CPUs (gloo) add "
+            "trainer.sync_batchnorm=false"
+        )
 
 
 def preflight(cfg: DictConfig, datamodule: LightningDataModule, model: LightningModule) -> None:

@@ -106,3 +106,33 @@ def test_readme_sweep_command_trains_its_first_job(name: str, quickstart_project
         assert config["model"]["optimizer_g"]["lr"] == pytest.approx(1e-4)
     else:
         assert config["optimized_metric"] == "val/psnr_rgbd"
+
+
+@pytest.mark.slow
+def test_interrupted_optuna_sweep_continues_its_sqlite_study_when_rerun(dataset: Path, project: Path) -> None:
+    import optuna
+
+    command = [
+        *tiny_overrides(dataset, "test=false", "trainer.max_epochs=1"), "hparams_search=rgbd_face_optuna",
+        "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.n_startup_trials=3",
+    ]  # fmt: skip
+    multiruns = project / "logs" / "train" / "multiruns"
+    reached, _, stderr = run_until(project, "train.py", command, lambda: any(multiruns.glob("*/1")), timeout=900)
+    assert reached, stderr  # killed while its second trial ran
+    (first,) = multiruns.iterdir()
+    storage = f"sqlite:///{project / 'logs' / 'optuna' / 'rgbd_face.db'}"
+    before = optuna.load_study(study_name="rgbd_face", storage=storage).get_trials()
+    assert [t.state.name for t in before] == ["COMPLETE", "RUNNING"]
+
+    result = run_script(project, "train.py", *command, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (second,) = set(multiruns.iterdir()) - {first}
+    assert sorted(p.name for p in second.iterdir() if p.is_dir() and p.name.isdigit()) == ["0", "1"]  # only 2 more
+    trials = optuna.load_study(study_name="rgbd_face", storage=storage).get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    assert trials[0].params == before[0].params and trials[0].value == before[0].value  # the first part is kept
+    best = yaml.safe_load((second / "optimization_results.yaml").read_text())
+    assert best["best_value"] == max(t.value for t in trials if t.state.name == "COMPLETE")
+
+    other = run_script(project, "train.py", *command, "trainer.max_epochs=2", timeout=300)
+    assert other.returncode == 1 and "hydra.sweeper.study_name=rgbd_face" in last_line(other.stderr)
