@@ -152,8 +152,9 @@ class DGIDSGModule(GANModule):
         source_code = generator.encode_identity(batch["source_image"])
         same_code = generator.encode_identity(batch["same_image"])
         return {
-            "landmarks": generator.decoder(reference_code, source_code),  # fake_lm_1: the cross-identity output
-            "same": generator.decoder(reference_code, same_code),  # fake_lm_2: the reference's own person
+            # fake_lm_1: the cross-identity output; fake_lm_2: the reference's own person
+            "landmarks": generator.decode_from_code(reference, reference_code, source_code),
+            "same": generator.decode_from_code(reference, reference_code, same_code),
             "reference_code": reference_code,
             "source_code": source_code,
             "same_code": same_code,

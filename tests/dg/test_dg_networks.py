@@ -98,3 +98,12 @@ def test_vgg_face_loader_round_trip_and_wrong_files(tmp_path):
         VGGFaceEncoder(tmp_path / "bad.pth")
     with pytest.raises(CheckpointError, match="not found"):
         VGGFaceEncoder(tmp_path / "missing.pth")
+
+
+def test_residual_idsg_starts_as_copy_reference_and_original_does_not():
+    torch.manual_seed(0)
+    landmarks, image = torch.rand(2, 136), torch.rand(2, 3, 32, 32)
+    residual = build_idsg(code_dim=8, channels=4, blocks=2, residual=True)
+    torch.testing.assert_close(residual(landmarks, image), landmarks)
+    original = build_idsg(code_dim=8, channels=4, blocks=2)
+    assert (original(landmarks, image) - landmarks).abs().max() > 0.01

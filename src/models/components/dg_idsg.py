@@ -144,19 +144,35 @@ class VGGFaceEncoder(nn.Module):
 class IDSGenerator(nn.Module):
     """IDSG: (reference landmarks (B, K), source face (B, 3, H, W)) -> target landmarks (B, K) in [0, 1].
 
-    The networks the system trains, averages (EMA) and exports together: landmark encoder, face encoder, decoder."""
+    The networks the system trains, averages (EMA) and exports together: landmark encoder, face encoder, decoder.
+    residual=False is the original (the decoder's sigmoid output IS the landmarks); residual=True (a setting of
+    this framework, off by default) adds the decoder's output, without the sigmoid and starting at zero, to the
+    reference landmarks: IDSG then starts as "copy the reference" and learns only the identity's shape change."""
 
-    def __init__(self, landmark_encoder: nn.Module, face_encoder: nn.Module, decoder: nn.Module) -> None:
+    def __init__(
+        self, landmark_encoder: nn.Module, face_encoder: nn.Module, decoder: nn.Module, residual: bool = False
+    ) -> None:
         super().__init__()
         self.landmark_encoder = landmark_encoder
         self.face_encoder = face_encoder
         self.decoder = decoder
+        self.residual = bool(residual)
+        if self.residual:
+            self.decoder.mlp.sigmoid = False
+            last = self.decoder.mlp.main[-1]
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+
+    def decode_from_code(self, landmarks: torch.Tensor, landmark_code: torch.Tensor, identity: torch.Tensor):
+        """Decoder output as landmarks (with the reference added when residual)."""
+        out = self.decoder(landmark_code, identity)
+        return landmarks + out if self.residual else out
 
     def encode_identity(self, image: torch.Tensor) -> torch.Tensor:
         return self.face_encoder(image)
 
     def decode(self, landmarks: torch.Tensor, identity_code: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.landmark_encoder(landmarks), identity_code)
+        return self.decode_from_code(landmarks, self.landmark_encoder(landmarks), identity_code)
 
     def forward(self, landmarks: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         return self.decode(landmarks, self.encode_identity(image))
@@ -190,6 +206,7 @@ def build_idsg(
     vgg_face_weights: str | None = None,
     landmark_hidden: int | None = None,
     decoder_hidden: int = 512,
+    residual: bool = False,
 ) -> IDSGenerator:
     """IDSGenerator from sizes (Hydra target of conf/model/dg_idsg.yaml). face_encoder: "identity" (default, trained
     here) or "vgg_face" (the original's frozen 4096-d fc7; needs vgg_face_weights)."""
@@ -202,7 +219,7 @@ def build_idsg(
         raise ValueError(f"face_encoder must be 'identity' or 'vgg_face', got {face_encoder!r}")
     landmark_encoder = LandmarkMLP(features, landmark_hidden or features, features)
     decoder = LandmarkDecoder(features, encoder.code_dim, decoder_hidden, features)
-    return IDSGenerator(landmark_encoder, encoder, decoder)
+    return IDSGenerator(landmark_encoder, encoder, decoder, residual)
 
 
 def eye_fix(generated: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
