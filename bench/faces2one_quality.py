@@ -88,7 +88,12 @@ def scores(outputs: list[np.ndarray], truths: list[np.ndarray], regions: list[np
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prnet", required=True, help="a PRNet .ckpt (python train.py experiment=prnet ...)")
+    parser.add_argument(
+        "--prnet",
+        required=True,
+        help="a PRNet .ckpt (python train.py experiment=prnet ...), or "
+        "mean-face (FaceWorld's neutral face as every map: checks this script)",
+    )
     parser.add_argument("--pairs", type=int, default=2)
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--out", default=None, help="also write the table to this .md file")
@@ -98,7 +103,13 @@ def main() -> None:
     size = (640, 480)
     folder = Path(args.videos or tempfile.mkdtemp(prefix="faces2one_quality_"))
     folder.mkdir(parents=True, exist_ok=True)
-    network = PositionMapNetwork(args.prnet, threads=1)
+    if args.prnet == "mean-face":  # a check of this script: FaceWorld's neutral face as every position map
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from faces2one_speed import RandomWeightsMeanFace
+
+        network = RandomWeightsMeanFace(96, 2)
+    else:
+        network = PositionMapNetwork(args.prnet, threads=1)
     rows: dict[str, list[dict[str, float]]] = {name: [] for name in (*VARIANTS, "kept video unchanged")}
     counts: dict[str, list[int]] = {name: [] for name in VARIANTS}
     with build_detector("mediapipe") as detector:
