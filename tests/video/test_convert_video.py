@@ -48,6 +48,9 @@ def converted(tmp_path_factory) -> tuple[Path, Path, object]:
     middle = len(data) // 2
     data[middle : middle + len(data) // 20] = bytes(len(data) // 20)
     (videos / "carol.mp4").write_bytes(bytes(data))
+    # dan: one identity in two parts (dan_0, dan_1): one global frame counter, only the last part split
+    write_talking_head_video(videos / "dan_0.mp4", 24, 30, size=SIZE)
+    write_talking_head_video(videos / "dan_1.mp4", 24, 30, size=SIZE, seed=1)
     output = tmp_path_factory.mktemp("out") / "dataset_root"
     report = run_video_conversion(videos, output, _settings(), workers=1, progress=False)
     return videos, output, report
@@ -56,16 +59,16 @@ def converted(tmp_path_factory) -> tuple[Path, Path, object]:
 def test_report_counts_every_kind_of_trouble(converted):
     _, output, report = converted
     by_name = {v.name: v for v in report.videos}
-    assert sorted(by_name) == ["alice", "bobb", "broken", "carol", "short"]  # underscores removed
-    assert by_name["alice"].status == "ok" and by_name["bobb"].status == "ok"
+    assert sorted(by_name) == ["alice", "bob", "broken", "carol", "dan", "short"]  # the text before the first `_`
+    assert by_name["alice"].status == "ok" and by_name["bob"].status == "ok"
     assert by_name["alice"].faceless_frames == len(ABSENT) and by_name["alice"].missing_boxes == len(ABSENT)
-    assert by_name["bobb"].faceless_frames == 0 and by_name["bobb"].corrupt_frames == 0
+    assert by_name["bob"].faceless_frames == 0 and by_name["bob"].corrupt_frames == 0
     assert by_name["short"].status == "too_short"
     assert by_name["broken"].status == "unreadable"
     assert by_name["carol"].corrupt_frames >= 1 and by_name["carol"].frames < FRAMES
     assert by_name["carol"].status == "ok"
     saved = json.loads((output / "convert_video_report.json").read_text())
-    assert saved["status"] == {"ok": 3, "too_short": 1, "unreadable": 1}
+    assert saved["status"] == {"ok": 4, "too_short": 1, "unreadable": 1}
     assert saved["totals"]["faceless_frames"] == sum(v.faceless_frames for v in report.videos)
 
 
@@ -74,32 +77,38 @@ def test_layout_follows_the_originals_rules(converted):
     train, test = output / "dataset" / "train", output / "dataset" / "test"
     for kind in ("images", "nmfcs", "landmarks70", "misc", "exp_coeffs", "eye_gaze"):
         assert sorted(p.name for p in (train / kind).iterdir()) == [
-            "alice_000000", "alice_000001", "bobb_000000", "bobb_000001", "carol_000000", "carol_000001"
+            "alice_000000", "alice_000001", "bob_000000", "bob_000001", "carol_000000", "carol_000001",
+            *(f"dan_{part:06d}" for part in range(5)),
         ]  # fmt: skip
-        assert sorted(p.name for p in (test / kind).iterdir()) == ["alice", "bobb", "carol"]
+        assert sorted(p.name for p in (test / kind).iterdir()) == ["alice", "bob", "carol", "dan"]
     for part in (0, 1):  # whole parts: frame // PART, faceless frames dropped
         frames = sorted(int(p.stem) for p in (train / "images" / f"alice_{part:06d}").iterdir())
         assert frames == [f for f in range(part * PART, (part + 1) * PART) if f not in ABSENT]
-        first = min(p.name for p in (train / "images" / f"bobb_{part:06d}").iterdir())
+        first = min(p.name for p in (train / "images" / f"bob_{part:06d}").iterdir())
         assert first == f"{part * PART:06d}.png"
-    assert sorted(int(p.stem) for p in (test / "images" / "bobb").iterdir()) == list(range(FIRST_TEST, FRAMES))
+    assert sorted(int(p.stem) for p in (test / "images" / "bob").iterdir()) == list(range(FIRST_TEST, FRAMES))
     for split in (train, test):
-        assert sorted(p.name for p in (split / "id_coeffs").iterdir()) == ["alice.txt", "bobb.txt", "carol.txt"]
-    misc = test / "misc" / "bobb" / "000025.txt"
+        names = ["alice.txt", "bob.txt", "carol.txt", "dan.txt"]
+        assert sorted(p.name for p in (split / "id_coeffs").iterdir()) == names
+    # dan's parts: frames 0-29 and 30-59; the last part has int(0.33 * 30) = 9 test frames meant, the train frames
+    # before them floor to 50: test = 50-59, train = five whole parts 0-49 across both files
+    assert sorted(int(p.stem) for p in (test / "images" / "dan").iterdir()) == list(range(50, 60))
+    assert sorted(int(p.stem) for p in (train / "images" / "dan_000003").iterdir()) == list(range(30, 40))
+    misc = test / "misc" / "bob" / "000025.txt"
     assert len(misc.read_text().splitlines()) == 7
     _, rotation, _ = read_misc(misc)
     np.testing.assert_allclose(rotation @ rotation.T, np.eye(3), atol=1e-6)
-    assert np.loadtxt(test / "landmarks70" / "bobb" / "000025.txt").shape == (70, 2)
-    assert len(np.loadtxt(test / "exp_coeffs" / "bobb" / "000025.txt")) == 9
+    assert np.loadtxt(test / "landmarks70" / "bob" / "000025.txt").shape == (70, 2)
+    assert len(np.loadtxt(test / "exp_coeffs" / "bob" / "000025.txt")) == 9
 
 
 def test_landmarks_and_nmfc_agree_with_the_truth(converted):
     videos, output, report = converted
     truth = read_video_truth(videos / "bob_b.mp4")
-    box = next(v for v in report.videos if v.name == "bobb").box
+    box = next(v for v in report.videos if v.name == "bob").box
     errors, ious = [], []
     for frame in (3, 17, 30):
-        split, seq = ("train", f"bobb_{frame // PART:06d}") if frame < FIRST_TEST else ("test", "bobb")
+        split, seq = ("train", f"bob_{frame // PART:06d}") if frame < FIRST_TEST else ("test", "bob")
         found = np.loadtxt(output / "dataset" / split / "landmarks70" / seq / f"{frame:06d}.txt")
         true = frame_to_crop(truth.landmarks[frame], box, CROP)
         errors.append(normalised_mean_error(found[:68], true[:68]))
@@ -143,10 +152,17 @@ def test_bad_inputs_are_one_clear_error(tmp_path):
         find_videos(tmp_path / "nothing")
     with pytest.raises(UserError, match=r"no \.mp4 file"):
         find_videos(tmp_path)
-    (tmp_path / "a_b.mp4").write_bytes(b"x")
+    (tmp_path / "a_2.mp4").write_bytes(b"x")
     (tmp_path / "sub").mkdir()
-    (tmp_path / "sub" / "ab.mp4").write_bytes(b"x")
-    with pytest.raises(UserError, match="both give the identity name 'ab'"):
+    (tmp_path / "sub" / "a_1.mp4").write_bytes(b"x")
+    (tmp_path / "b.mp4").write_bytes(b"x")
+    assert find_videos(tmp_path) == {
+        "a": [tmp_path / "a_2.mp4", tmp_path / "sub" / "a_1.mp4"],
+        "b": [tmp_path / "b.mp4"],
+    }
+    assert find_videos(tmp_path / "a_2.mp4") == {"a2": [tmp_path / "a_2.mp4"]}  # a single file: `_` removed
+    (tmp_path / "_c.mp4").write_bytes(b"x")
+    with pytest.raises(UserError, match="empty identity name"):
         find_videos(tmp_path)
     with pytest.raises(UserError, match="size must be an integer >= 32"):
         VideoSettings(size=8).check()
@@ -200,7 +216,7 @@ def test_entry_point_converts_with_hydra(converted, tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert "1 of 1 videos converted" in result.stdout
-    assert (out / "dataset" / "test" / "nmfcs" / "bobb").is_dir()
+    assert (out / "dataset" / "test" / "nmfcs" / "bobb").is_dir()  # a single file: `_` removed
     bad = subprocess.run(
         [sys.executable, "-m", "src.convert.video", f"input={tmp_path / 'none'}", f"output={out}",
          "hydra.run.dir=" + str(tmp_path)],

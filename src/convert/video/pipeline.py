@@ -14,9 +14,11 @@ Per video (each one a unit of work: resumable, one worker process each):
 6. written in the Head2Head layout by the original's rules (src.faceworld.writers.head2head: whole 50-frame train
    parts `<name>_<part>`, the last third + the tail to test `<name>`, 7-line misc, savetxt text, id_coeffs).
 
-Video names are the file stems with `_` removed (the original's rule: identity names contain no underscore); two
-files with one name are refused before any work. A video that cannot be opened, has no face, or is too short for one
-train part is skipped and reported (with split=test every frame goes to test/<name>, as the original's --split test).
+Identity names follow the original (names hold no underscore): a single file given as input is named by its stem
+without `_`; in a folder, `<name>_<anything>.mp4` files are parts of `<name>` (sorted by path), numbered by one
+global frame counter, framed by one box from all of them; only the last part is split (earlier parts are all
+train). A video that cannot be opened, has no face, or is too short for one train part is skipped and reported
+(with split=test every frame goes to test/<name>, as the original's --split test).
 A corrupt packet loses its frame (counted); frames are numbered by their timestamps, so later frames keep their
 numbers. Resuming: `<output>/.convert_video/` records the settings and one marker per finished video; a rerun with the
 same settings skips finished videos and redoes unfinished ones from scratch; other settings are refused.
@@ -44,12 +46,7 @@ from scipy.signal import savgol_filter
 from tqdm import tqdm
 
 from src.convert.video.eyes import draw_eye_image
-from src.faceworld.writers.head2head import (
-    EYE_KIND,
-    savetxt_text,
-    split_video,
-    train_sequence_name,
-)
+from src.faceworld.writers.head2head import EYE_KIND, savetxt_text, train_sequence_name
 from src.io.atomic import write_image_atomic, write_text_atomic
 from src.utils.errors import UserError
 
@@ -196,14 +193,16 @@ class ConversionReport:
 
 
 # ------------------------------------------------------------------------------------------------ inputs
-def video_name(path: Path) -> str:
-    """The identity name of a video: its stem without underscores (the original's rule)."""
-    return path.stem.replace("_", "")
+def video_name(path: Path, in_folder: bool) -> str:
+    """The identity name of a video file (the original's rules: names hold no underscore): a file given alone is
+    named by its stem without underscores; in a folder, `<name>_<anything>.mp4` is a part of `<name>`."""
+    return path.stem.split("_")[0] if in_folder else path.stem.replace("_", "")
 
 
-def find_videos(source: str | os.PathLike, compression: str | None = None) -> dict[str, Path]:
-    """{name: path} of the .mp4 files of `source`: one file, a folder (searched recursively), or a FaceForensics++
-    root (`original_sequences/youtube/<compression>/videos/`). UserError naming the path when there is nothing."""
+def find_videos(source: str | os.PathLike, compression: str | None = None) -> dict[str, list[Path]]:
+    """{name: [parts in order]} of the .mp4 files of `source`: one file, a folder (searched recursively; parts of
+    one identity sorted by path), or a FaceForensics++ root (`original_sequences/youtube/<compression>/videos/`).
+    UserError naming the path when there is nothing to convert."""
     source = Path(source)
     if not source.exists():
         raise UserError(f"input: {source} does not exist")
@@ -221,16 +220,25 @@ def find_videos(source: str | os.PathLike, compression: str | None = None) -> di
         paths = sorted(p for p in source.rglob("*") if p.suffix.lower() == ".mp4" and p.is_file())
     if not paths:
         raise UserError(f"input: no .mp4 file in {source}")
-    videos: dict[str, Path] = {}
+    videos: dict[str, list[Path]] = {}
     for path in paths:
-        name = video_name(path)
+        name = video_name(path, in_folder=source.is_dir())
         if not name:
-            raise UserError(f"input: {path} gives an empty identity name")
-        if name in videos:
-            raise UserError(f"input: {videos[name]} and {path} both give the identity name {name!r} (underscores "
-                            "are removed); rename one")  # fmt: skip
-        videos[name] = path
-    return videos
+            raise UserError(f"input: {path} gives an empty identity name (it starts with '_')")
+        videos.setdefault(name, []).append(path)
+    return dict(sorted(videos.items()))
+
+
+def first_test_frame(last_start: int, last_count: int, test_fraction: float, part_frames: int) -> int:
+    """The original's split of an identity whose last part starts at global frame `last_start` and has
+    `last_count` frames: int(test_fraction * last_count) frames meant for test, the train frames before them floored
+    to whole parts; frames of the last part from there on are test (earlier parts are all train). ValueError when
+    no whole train part or no test frame is left."""
+    end = last_start + last_count
+    train_end = (end - int(test_fraction * last_count)) // part_frames * part_frames
+    if train_end < part_frames or train_end >= end:
+        raise ValueError(f"{end} frames: less than one {part_frames}-frame train part + test")
+    return max(train_end, last_start)
 
 
 # ------------------------------------------------------------------------------------------------ decoding
@@ -257,6 +265,24 @@ def decode_frames(path: Path, counters: dict[str, int]) -> Iterator[tuple[int, n
                     number = counter
                 counter = number + 1
                 yield number, frame.to_ndarray(format="rgb24")
+
+
+def decode_parts(
+    paths: list[Path], counters: dict[str, int], offsets: list[int]
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(part, global frame number, RGB frame) over the parts of one identity, numbered by one global counter (the
+    original's). `offsets` (global number of each part's first frame) is filled on the first pass and reused on the
+    next, so both passes number frames alike. Raises av.error.FFmpegError naming nothing: the caller reports it."""
+    fill = not offsets
+    start = 0
+    for part, path in enumerate(paths):
+        if fill:
+            offsets.append(start)
+        last = -1
+        for number, frame in decode_frames(path, counters):
+            last = number
+            yield part, offsets[part] + number, frame
+        start = offsets[part] + last + 1
 
 
 # ------------------------------------------------------------------------------------------------ boxes
@@ -357,9 +383,10 @@ class _Clock:
 
 
 def convert_one_video(
-    path: Path, name: str, output: Path, settings: VideoSettings, progress: Any = None
+    paths: Path | list[Path], name: str, output: Path, settings: VideoSettings, progress: Any = None
 ) -> tuple[VideoReport, dict[str, Any]]:
-    """Convert one video into `output` (see the module docstring); never raises for a bad video.
+    """Convert one identity's video (one .mp4, or its parts in order) into `output` (see the module docstring);
+    never raises for a bad video.
 
     Returns the report and the in-memory results the benchmark compares with the truth: 'box', 'frames' (kept frame
     numbers), 'landmarks' (N, 70, 2) crop pixels, 'fit' (SequenceFit), 'nmfc_paths' (the NMFC file of each)."""
@@ -368,7 +395,10 @@ def convert_one_video(
     from src.geometry.nmfc import orthographic_camera_from_misc, render_nmfc
     from src.geometry.sequence_fitting import fit_sequence
 
-    report = VideoReport(name=name, path=str(path))
+    paths = [Path(paths)] if isinstance(paths, str | os.PathLike) else [Path(p) for p in paths]
+    report = VideoReport(name=name, path=", ".join(str(p) for p in paths))
+    offsets: list[int] = []
+    parts: list[int] = []
     details: dict[str, Any] = {}
     clock = _Clock()
     counters: dict[str, int] = {}
@@ -378,7 +408,7 @@ def convert_one_video(
         width = height = 0
         try:
             counter: FaceCounter | None = None
-            for number, frame in decode_frames(path, counters):
+            for part, number, frame in decode_parts(paths, counters, offsets):
                 clock.lap("decode")
                 height, width = frame.shape[:2]
                 if counter is None:
@@ -386,6 +416,7 @@ def convert_one_video(
                     counter = FaceCounter(min_face_px=min_face, min_confidence=settings.face_confidence)
                 found = counter.find(frame)
                 numbers.append(number)
+                parts.append(part)
                 boxes.append([found[0].x, found[0].y, found[0].x + found[0].width, found[0].y + found[0].height]
                              if found else [np.nan] * 4)  # fmt: skip
                 clock.lap("detect")
@@ -409,13 +440,15 @@ def convert_one_video(
             report.status = "no_face"
             report.message = f"a face box in {len(numbers) - report.missing_boxes} of {len(numbers)} frames"
             return report, details
-        total_frames = max(numbers) + 1
+        last_part = len(offsets) - 1
         if settings.split == "train":
             try:
-                first_test = split_video(total_frames, settings.test_fraction, settings.part_frames)
-            except ValueError:
-                report.status = "too_short"
-                report.message = f"{total_frames} frames: less than one {settings.part_frames}-frame train part + test"
+                first_test = first_test_frame(
+                    offsets[last_part], max(numbers) + 1 - offsets[last_part], settings.test_fraction,
+                    settings.part_frames,
+                )  # fmt: skip
+            except ValueError as err:
+                report.status, report.message = "too_short", str(err)
                 return report, details
         else:
             first_test = 0
@@ -430,10 +463,11 @@ def convert_one_video(
         detector = _build_landmark_detector(settings.landmarks)
         crops: list[np.ndarray] = []
         kept: list[int] = []
+        kept_parts: list[int] = []
         landmarks: list[np.ndarray] = []
         second = {"corrupt": 0}
         try:
-            for number, frame in decode_frames(path, second):
+            for part, number, frame in decode_parts(paths, second, offsets):
                 clock.lap("decode")
                 crop = crop_square(frame, box, settings.size)
                 clock.lap("crop")
@@ -448,6 +482,7 @@ def convert_one_video(
                     points = centre_of_mass_pupils(crop, points)
                 crops.append(crop)
                 kept.append(number)
+                kept_parts.append(part)
                 landmarks.append(points)
         except av.error.FFmpegError:
             pass  # the same truncation pass 1 met and counted
@@ -478,7 +513,7 @@ def convert_one_video(
         colors = world.nmfc_colors
         details["nmfc_paths"] = []
         for k, number in enumerate(kept):
-            split = "test" if number >= first_test else "train"
+            split = "test" if kept_parts[k] == last_part and number >= first_test else "train"
             seq = name if split == "test" else train_sequence_name(name, number // settings.part_frames)
             stem = f"{number:06d}"
             translation = np.array([fit.offset[k, 0], fit.offset[k, 1], NOMINAL_DEPTH_MM])
@@ -511,7 +546,7 @@ def convert_one_video(
     except Exception as err:  # one bad video must not stop a batch; it is reported instead
         report.status = "failed"
         report.message = f"{type(err).__name__}: {err}".splitlines()[0][:300]
-        log.exception(f"{path}: conversion failed")
+        log.exception(f"{report.path}: conversion failed")
     finally:
         clock.lap("write")
         report.seconds = {k: round(v, 4) for k, v in clock.seconds.items()}
@@ -532,8 +567,8 @@ def _worker_init(queue: Any) -> None:
     _PROGRESS_QUEUE = queue
 
 
-def _worker(task: tuple[str, str, str, VideoSettings]) -> VideoReport:
-    name, path, output, settings = task
+def _worker(task: tuple[str, list[str], str, VideoSettings]) -> VideoReport:
+    name, parts, output, settings = task
     pending = [0.0]
 
     def progress(amount: float) -> None:
@@ -542,7 +577,7 @@ def _worker(task: tuple[str, str, str, VideoSettings]) -> VideoReport:
             _PROGRESS_QUEUE.put((name, pending[0]))
             pending[0] = 0.0
 
-    report, _ = convert_one_video(Path(path), name, Path(output), settings, progress)
+    report, _ = convert_one_video([Path(p) for p in parts], name, Path(output), settings, progress)
     _mark_done(Path(output), report)
     return report
 
@@ -628,8 +663,8 @@ def run_video_conversion(
         if done is not None:
             reports[name] = done
         else:
-            todo.append((name, str(path), str(output), settings))
-    expected = {name: _estimated_frames(Path(p)) for name, p, _, _ in todo}
+            todo.append((name, [str(p) for p in path], str(output), settings))
+    expected = {name: sum(_estimated_frames(Path(p)) for p in paths) for name, paths, _, _ in todo}
     shown = dict.fromkeys(expected, 0.0)  # progress shown per video (a finished video completes its share)
     bar = tqdm(total=sum(expected.values()), desc="videos -> Head2Head", unit="frame", disable=not progress)
     bar.set_postfix(videos=f"{len(reports)}/{len(videos)}")
@@ -650,7 +685,11 @@ def run_video_conversion(
 
         for name, path, out, video_settings in todo:
             report, _ = convert_one_video(
-                Path(path), name, Path(out), video_settings, lambda amount, name=name: advance(name, amount)
+                [Path(p) for p in path],
+                name,
+                Path(out),
+                video_settings,
+                lambda amount, name=name: advance(name, amount),
             )
             _mark_done(Path(out), report)
             finished(report)
