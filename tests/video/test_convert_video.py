@@ -143,6 +143,16 @@ def test_rerun_resumes_and_other_settings_are_refused(converted):
     report = run_video_conversion(videos, output, _settings(), workers=1, progress=False)
     assert marker.stat().st_mtime_ns == before  # nothing redone
     assert {v.name: v.status for v in report.videos}["alice"] == "ok"
+    # an interrupted video (no done marker, a stale file of a part it will not write) is redone from scratch
+    (output / ".convert_video" / "done" / "bob.json").unlink()
+    stale = output / "dataset" / "train" / "images" / "bob_000009" / "000099.png"
+    stale.parent.mkdir()
+    stale.write_bytes(b"stale")
+    bob_file = output / "dataset" / "test" / "images" / "bob" / "000030.png"
+    bob_before = bob_file.read_bytes()
+    run_video_conversion(videos, output, _settings(), workers=1, progress=False)
+    assert not stale.parent.exists() and bob_file.read_bytes() == bob_before  # deterministic redo
+    assert marker.stat().st_mtime_ns == before  # alice was not redone
     with pytest.raises(UserError, match="other settings \\(box_scale\\)"):
         run_video_conversion(videos, output, _settings(box_scale=2.0), workers=1, progress=False)
 

@@ -118,3 +118,13 @@ def test_gaps_split_sequences_and_broken_layouts_are_one_error(dataset: Path, tm
     (copy / "dataset/train/nmfcs/id000_000001/000005.png").unlink()
     with pytest.raises(DatasetError, match=r"id000_000001: the frames of nmfcs do not match images"):
         _module(copy)
+
+
+def test_default_data_is_the_faceworld_head2head_layout(tmp_path: Path):
+    faceworld = {"writer": "head2head", "num_identities": 1, "frames_per_video": 13, "size": 32, "part_frames": 4,
+                 "workers": 1}  # fmt: skip
+    module = Head2HeadDataModule(root=None, cache_dir=str(tmp_path), faceworld=faceworld, image_size=32)
+    module.setup()
+    assert module.resolve_root().name.startswith("head2head-")
+    assert [r.name for r in module.items["train"]] == ["id000_000000", "id000_000001"]
+    assert [r.frames for r in module.items["test"]] == [tuple(range(8, 13))]
