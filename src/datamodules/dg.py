@@ -23,6 +23,7 @@ crop side as the original divides by 256):
     reference_landmarks   (B, K)         csv2: the pose and expression to follow
     reference_image       (B, 3, H, H)   csv2's image
     same_image            (B, 3, H, H)   csv1's image (person id1, as the reference)
+    (data.images chooses which of the four images are read; data.drawings whether the drawings are made)
     same_landmarks        (B, K)         csv1
     reference_label       (B,) int64     id1
     reference_drawing     (B, 3, H, H)   DG's landmark drawing of csv2 (src.landmarks.drawing.draw_dg_landmarks)
@@ -199,19 +200,45 @@ def read_pair_list(list_path: Path, dims: int, max_problems: int = 1000) -> tupl
     return pairs, problems
 
 
-class DGPairs(Dataset):
-    """The pairs of one split as dict samples (see the module docstring for the keys)."""
+IMAGE_KEYS = ("same", "reference", "source", "target")
 
-    def __init__(self, pairs: list[Pair], image_size: int | None, half_face: str, landmark_scale: float | None):
+
+class DGPairs(Dataset):
+    """The pairs of one split as dict samples (see the module docstring for the keys).
+
+    images: which of same / reference / source / target images to read (IDSG needs same and source only);
+    drawings: whether to draw reference_drawing / target_drawing; cache: keep decoded images in memory."""
+
+    def __init__(
+        self,
+        pairs: list[Pair],
+        image_size: int | None,
+        half_face: str,
+        landmark_scale: float | None,
+        images: tuple[str, ...] = IMAGE_KEYS,
+        drawings: bool = True,
+        cache: bool = False,
+    ):
         self.pairs = pairs
         self.image_size = image_size
         self.half_face = half_face
         self.landmark_scale = landmark_scale
+        self.images = tuple(images)
+        self.drawings = drawings
+        self.cache: dict[Path, tuple[torch.Tensor, int]] | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def _image(self, path: Path) -> tuple[torch.Tensor, int]:
+        if self.cache is not None and path in self.cache:
+            return self.cache[path]
+        loaded = self._read(path)
+        if self.cache is not None:
+            self.cache[path] = loaded
+        return loaded
+
+    def _read(self, path: Path) -> tuple[torch.Tensor, int]:
         try:
             image = read_image(path, cv2.IMREAD_COLOR)
         except ImageReadError as err:
@@ -228,27 +255,29 @@ class DGPairs(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         pair = self.pairs[index]
-        images, sides = zip(*(self._image(path) for path in pair.images))
-        size = int(images[0].shape[-1])
-        scale = float(self.landmark_scale or sides[0])  # the original divides by its 256 crop side
+        wanted = [k for k in IMAGE_KEYS[: len(pair.images)] if k in self.images or k == "source"]
+        loaded = {k: self._image(pair.images[IMAGE_KEYS.index(k)]) for k in wanted}
+        size = int(loaded["source"][0].shape[-1])
+        scale = float(self.landmark_scale or loaded["source"][1])  # the original divides by its 256 crop side
         marks = [torch.from_numpy((p / scale).astype(np.float32)).reshape(-1) for p in pair.landmarks]
-        sample: dict[str, Any] = {
-            "same_image": images[0],
-            "same_landmarks": marks[0],
-            "reference_image": images[1],
-            "reference_landmarks": marks[1],
-            "source_image": images[2],
-            "source_landmarks": marks[2],
-            "reference_label": torch.tensor(pair.reference_label, dtype=torch.long),
-            "source_label": torch.tensor(pair.source_label, dtype=torch.long),
-            "reference_drawing": self._drawing(pair.landmarks[1] / scale, size),
-            "target_yaw_deg": torch.tensor(pair.target_yaw_deg, dtype=torch.float32),
-            "frame_id": pair.item_id,
-        }
+        sample: dict[str, Any] = {f"{k}_image": image for k, (image, _) in loaded.items()}
+        sample.update(
+            {
+                "same_landmarks": marks[0],
+                "reference_landmarks": marks[1],
+                "source_landmarks": marks[2],
+                "reference_label": torch.tensor(pair.reference_label, dtype=torch.long),
+                "source_label": torch.tensor(pair.source_label, dtype=torch.long),
+                "target_yaw_deg": torch.tensor(pair.target_yaw_deg, dtype=torch.float32),
+                "frame_id": pair.item_id,
+            }
+        )
+        if self.drawings:
+            sample["reference_drawing"] = self._drawing(pair.landmarks[1] / scale, size)
         if pair.has_target:
-            sample["target_image"] = images[3]
             sample["target_landmarks"] = marks[3]
-            sample["target_drawing"] = self._drawing(pair.landmarks[3] / scale, size)
+            if self.drawings:
+                sample["target_drawing"] = self._drawing(pair.landmarks[3] / scale, size)
         return sample
 
 
@@ -259,6 +288,8 @@ class DGDataModule(FaceDataModule):
     landmark_dims: 2 (the original's code) or 3 (the paper's 3D landmarks: x, y, z from the `_csv3d_` folder).
     landmark_scale: what landmark pixels are divided by; null = the crop's side (256 in the original).
     half_face: the drawing's half-face rule (src.landmarks.drawing.dg_face_part).
+    images: which images a sample carries (same, reference, source, target; the source always), drawings: whether
+    it carries the drawings, cache_images: keep decoded images in memory (small crops, many epochs).
     """
 
     FACEWORLD_WRITER: ClassVar[str | None] = "dg"
@@ -276,6 +307,9 @@ class DGDataModule(FaceDataModule):
         landmark_dims: int = 2,
         landmark_scale: float | None = None,
         half_face: str = "symmetric",
+        images: list[str] | tuple[str, ...] = IMAGE_KEYS,
+        drawings: bool = True,
+        cache_images: bool = False,
         **kwargs: Any,
     ) -> None:
         if isinstance(kwargs.get("faceworld"), DictConfig):  # plain containers: checkpoints load weights_only
@@ -287,6 +321,9 @@ class DGDataModule(FaceDataModule):
         if landmark_scale is not None and not landmark_scale > 0:
             raise DatasetError(f"data.landmark_scale must be positive or null, got {landmark_scale!r}")
         check_int("data.image_size", self.hparams.image_size, 16, allow_none=True)
+        unknown = sorted(set(images) - set(IMAGE_KEYS))
+        if unknown:
+            raise DatasetError(f"data.images: unknown image(s) {unknown}; choose from {list(IMAGE_KEYS)}")
         self.pairs: dict[str, Pair] = {}
 
     def scan(self, root: Path) -> tuple[dict[str, list[str]], list[str]]:
@@ -318,6 +355,9 @@ class DGDataModule(FaceDataModule):
             self.hparams.image_size,
             self.hparams.half_face,
             self.hparams.landmark_scale,
+            tuple(self.hparams.images),
+            bool(self.hparams.drawings),
+            bool(self.hparams.cache_images),
         )
 
     def num_train_identities(self) -> int:

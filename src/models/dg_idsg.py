@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from src.export.spec import ExportInput, ExportSpec
+from src.landmarks.drawing import draw_dg_landmarks
 from src.metrics import summarize
 from src.models.components.dg_idsg import CopyReferenceLandmarks, IDSGLandmarkHead
 from src.models.gan import Batch, GANModule
@@ -285,7 +286,8 @@ class DGIDSGModule(GANModule):
         rows = []
         for sample in self.report_samples_from(batch, outputs):
             source = (batch["source_image"][len(rows)].permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
-            drawing = (batch["reference_drawing"][len(rows)].permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
+            reference = batch["reference_landmarks"][len(rows)].reshape(68, -1)[:, :2].cpu().numpy()
+            drawing = draw_dg_landmarks(reference * source.shape[0], source.shape[0])
             plot = sample.plot() if isinstance(sample, LandmarkPlotSample) else source
             rows.append([source, drawing, plot])
         return make_grid(rows, col_labels=["source", "reference", "prediction (red) vs truth (green)"])
@@ -296,7 +298,7 @@ class DGIDSGModule(GANModule):
         size = int(batch["source_image"].shape[-1])
         predicted = self._pixels(outputs["landmarks"], size)
         truth = self._pixels(batch["target_landmarks"], size) if "target_landmarks" in batch else None
-        images = batch.get("target_image", batch["reference_image"])
+        images = batch.get("target_image", batch.get("reference_image", batch["source_image"]))
         samples = []
         for index in range(predicted.shape[0]):
             image = (images[index].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
