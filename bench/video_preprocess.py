@@ -1,7 +1,7 @@
 """Video preprocessing (src/convert/video) measured on FaceWorld talking-head videos, whose truth is known.
 
     python bench/video_preprocess.py [--videos 2] [--frames 100] [--video-size 1280x720] [--crop 256]
-                                     [--pupils detector] [--smooth 0] [--workers 2] [--keep DIR]
+                                     [--pupils detector] [--smooth 0] [--no-jaw] [--workers 2] [--keep DIR]
 
 Writes `--videos` FaceWorld .mp4 files (H.264, 25 fps; src/faceworld/writers/videos.py), converts each in this
 process (one core, so every stage's CPU seconds are its own), and compares the output with the videos' truth:
@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop", type=int, default=256)
     parser.add_argument("--pupils", default="detector", choices=("detector", "centre_of_mass"))
     parser.add_argument("--smooth", type=int, default=0, help="fitting.smooth_window (frames; 0 = none)")
+    parser.add_argument("--no-jaw", action="store_true", help="leave the jaw contour out of the fit (use_jaw=false)")
     parser.add_argument("--crf", type=int, default=23)
     parser.add_argument("--workers", type=int, default=0, help="> 1: also time the parallel conversion (wall clock)")
     parser.add_argument("--seed", type=int, default=0)
@@ -101,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="video_bench_"))
     videos, output = work / "videos", work / "out"
-    settings = VideoSettings(size=args.crop, pupils=args.pupils, coefficient_smoothing=args.smooth)
+    settings = VideoSettings(
+        size=args.crop, pupils=args.pupils, coefficient_smoothing=args.smooth, fit_jaw=not args.no_jaw
+    )
     print(f"load average: {' '.join(f'{v:.2f}' for v in os.getloadavg())} on {os.cpu_count()} CPUs")
     start = time.process_time()
     truths = []

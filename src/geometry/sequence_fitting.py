@@ -40,7 +40,7 @@ class SequenceFit:
     scale: np.ndarray  # (N,)
     offset: np.ndarray  # (N, 2) pixels
     rotation_deg: np.ndarray  # (N, 3) yaw, pitch, roll (src.geometry.pose conventions)
-    reprojection_error_px: np.ndarray  # (N,) mean 68-point distance of the fitted projection to the landmarks
+    reprojection_error_px: np.ndarray  # (N,) mean distance of the fitted projection to the used landmarks
 
 
 def _landmark_bases(mm: MorphableModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -97,10 +97,13 @@ def fit_sequence(
     expression_regularization: float = 0.3,
     smooth_window: int = 0,
     smooth_order: int = 2,
+    used_points: np.ndarray | None = None,
 ) -> SequenceFit:
     """Fit (N, 68 or 70, 2) landmarks of N consecutive frames (pixels; pupils ignored); see the module docstring.
 
-    smooth_window: Savitzky-Golay window in frames for expression and camera (0 or 1: no smoothing)."""
+    smooth_window: Savitzky-Golay window in frames for expression and camera (0 or 1: no smoothing).
+    used_points: (68,) bool, the landmarks the fit uses (default all). Leaving the jaw contour (0-16) out helps when
+    the detector's contour is a silhouette rather than fixed points on the face, as 2D jawlines of turned heads are."""
     points = np.asarray(landmarks, dtype=np.float64)
     if points.ndim != 3 or points.shape[2] != 2 or points.shape[1] < 68 or len(points) < 1:
         raise ValueError(f"landmarks: expected shape (N >= 1, 68 or 70, 2), got {points.shape}")
@@ -110,12 +113,15 @@ def fit_sequence(
         raise ValueError(f"identity_rounds must be >= 0, got {identity_rounds}")
     if smooth_window < 0 or smooth_order < 1:
         raise ValueError(f"smooth_window must be >= 0 and smooth_order >= 1, got {smooth_window}, {smooth_order}")
+    use = np.ones(68, bool) if used_points is None else np.asarray(used_points, bool).reshape(-1)[:68]
+    if use.shape != (68,) or use.sum() < 8:
+        raise ValueError("used_points must be 68 booleans with at least 8 True")
     chosen = identity_frame_indices(len(points), identity_frames)
     identity_fits = np.stack(
         [
             fit_landmarks(
                 mm, points[k], iterations=iterations, identity_regularization=identity_regularization,
-                expression_regularization=expression_regularization,
+                expression_regularization=expression_regularization, visible=use,
             ).identity
             for k in chosen
         ]
@@ -127,20 +133,21 @@ def fit_sequence(
         for k in chosen:
             f = fit_landmarks(
                 mm, points[k], iterations=expression_iterations, fit_identity=False, identity=identity,
-                expression_regularization=expression_regularization,
+                expression_regularization=expression_regularization, visible=use,
             )  # fmt: skip
             projection = f.scale * f.rotation[:2]  # (2, 3)
             fixed = (mean + basis_exp @ f.expression).reshape(-1, 3) @ projection.T + f.offset
             rows.append(np.einsum("ij,ljk->lik", projection, basis_id.reshape(-1, 3, basis_id.shape[1])).reshape(
                 -1, basis_id.shape[1]))  # fmt: skip
             targets.append((points[k, :68] - fixed).reshape(-1))
-        J, r = np.concatenate(rows), np.concatenate(targets)
+        keep = np.tile(np.repeat(use, 2), len(chosen))
+        J, r = np.concatenate(rows)[keep], np.concatenate(targets)[keep]
         lhs = J.T @ J + identity_regularization * len(chosen) * np.eye(J.shape[1])
         identity = np.clip(np.linalg.solve(lhs, J.T @ r), -mm.identity_range, mm.identity_range)
     fits = [
         fit_landmarks(
             mm, frame, iterations=expression_iterations, fit_identity=False, identity=identity,
-            expression_regularization=expression_regularization,
+            expression_regularization=expression_regularization, visible=use,
         )
         for frame in points
     ]  # fmt: skip
@@ -160,7 +167,7 @@ def fit_sequence(
     for k in range(len(points)):
         shape = mm.landmarks(mm.shape(identity, expression[k])).astype(np.float64)
         projected = scale[k] * (shape @ rotation[k].T)[:, :2] + offset[k]
-        errors.append(float(np.linalg.norm(projected - points[k, :68], axis=1).mean()))
+        errors.append(float(np.linalg.norm(projected - points[k, :68], axis=1)[use].mean()))
     return SequenceFit(
         identity=identity,
         identity_frames=chosen,

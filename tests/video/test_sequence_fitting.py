@@ -80,3 +80,17 @@ def test_bad_input_is_one_error(video):
     bad[3, 5] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         fit_sequence(mm, bad)
+
+
+def test_used_points_leave_the_jaw_contour_out(video):
+    mm, _, points = video
+    shifted = points.copy()
+    shifted[:, :17, 1] += 6.0  # a detector whose jawline sits 6 px low (a silhouette, not the model's points)
+    inner = np.arange(68) >= 17
+    clean, moved = (fit_sequence(mm, p, identity_frames=6, used_points=inner) for p in (points, shifted))
+    np.testing.assert_allclose(moved.expression, clean.expression, atol=1e-9)  # the jaw is not looked at
+    np.testing.assert_allclose(moved.identity, clean.identity, atol=1e-9)
+    with_jaw = fit_sequence(mm, shifted, identity_frames=6)
+    assert np.abs(with_jaw.expression - clean.expression).max() > 1e-3  # ... while the full fit moves with it
+    with pytest.raises(ValueError, match="used_points"):
+        fit_sequence(mm, points, used_points=np.zeros(68, bool))

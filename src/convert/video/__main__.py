@@ -17,7 +17,8 @@ def settings_from_config(cfg: DictConfig):
     detection, fitting = plain.get("detection") or {}, plain.get("fitting") or {}
     flat.update(min_face_px=detection.get("min_face_px"), face_confidence=detection.get("face_confidence", 0.5))
     renamed = {"identity_frames": "identity_frames", "iterations": "fit_iterations",
-               "expression_iterations": "expression_iterations", "smooth_window": "coefficient_smoothing"}  # fmt: skip
+               "expression_iterations": "expression_iterations", "smooth_window": "coefficient_smoothing",
+               "use_jaw": "fit_jaw"}  # fmt: skip
     flat.update({renamed[k]: v for k, v in fitting.items() if k in renamed})
     return VideoSettings.from_config(flat)
 

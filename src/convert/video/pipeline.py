@@ -89,6 +89,7 @@ class VideoSettings:
     fit_iterations: int = 8
     expression_iterations: int = 4
     coefficient_smoothing: int = 0
+    fit_jaw: bool = True
     split: str = "train"
     test_fraction: float = 0.33
     part_frames: int = 50
@@ -501,6 +502,7 @@ def convert_one_video(
         fit = fit_sequence(
             mm, points, identity_frames=settings.identity_frames, iterations=settings.fit_iterations,
             expression_iterations=settings.expression_iterations, smooth_window=settings.coefficient_smoothing,
+            used_points=np.arange(68) >= (0 if settings.fit_jaw else 17),
         )  # fmt: skip
         details["fit"] = fit
         report.fit_error_px = float(fit.reprojection_error_px.mean())
