@@ -96,6 +96,7 @@ TINY_CONFIG: dict[str, Any] = {
     "discriminators": {
         "image": table(9),
         "mouth": table(9),
+        "eyes": table(9),
         "temporal_1": table(13),
         "temporal_3": table(13),
         "temporal_9": table(13),

@@ -92,6 +92,14 @@ def test_evaluation_windows_continue_a_stream_exactly() -> None:
     assert not torch.allclose(restarted, expected[:, 6:], atol=1e-3)
 
 
+def test_a_sequence_shorter_than_n_frames_g_still_gets_one_frame_per_input() -> None:
+    module = Head2HeadModule(**tiny_config(eval_flicker=False, loss_weights={"l1": 1.0})).eval()
+    single = collate([synthetic_sequence(1, SIZE, 3)])
+    with torch.no_grad():
+        frames = module.generate_whole(single, module.generator)["frames"]
+    assert frames.shape == (1, 1, 3, SIZE, SIZE) and torch.isfinite(frames).all()
+
+
 def test_skipped_windows_follow_vid2vid() -> None:
     frames = torch.arange(10).float().view(1, 10)
     windows, joined = skipped_windows(None, frames[:, :6], skip=1)
@@ -146,7 +154,7 @@ def test_a_training_run_computes_every_table_and_the_curriculum_cuts_sequences()
     trainer.fit(module, data, data)
     assert seen_lengths == [8]  # training at epoch 0: sequence_length.start (evaluation streams whole windows)
     logged = trainer.callback_metrics
-    for name in ("image", "mouth", "temporal_1", "temporal_3"):
+    for name in ("image", "mouth", "eyes", "temporal_1", "temporal_3"):
         assert float(logged[f"train/D/{name}/real_epoch"]) > 0.0, name
         assert f"train/G/{name}/fm_epoch" in logged
     assert float(logged["train/D/temporal_9/real_epoch"]) == 0.0  # 8 frames: no window skipping 9 yet
