@@ -292,6 +292,9 @@ def run_conversion(cfg: ConvertSettings | Mapping[str, Any] | None = None, **ove
         settings = ConvertSettings.from_config({**_as_dict(cfg), **overrides})
     started = time.perf_counter()
     frames, naming_problems = list_frames(settings.input, settings.group)
+    # Read in every worker's initializer too: a bad config.txt must fail here, once, because a multiprocessing
+    # Pool whose initializer raises respawns its workers forever (the conversion hung instead of failing).
+    source_intrinsics(settings.input)
     # A detector that cannot be built fails here, with its own message, before anything is written (and not
     # once in every worker of the pool).
     _build_detector(settings.detector).close()

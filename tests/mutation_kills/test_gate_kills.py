@@ -137,3 +137,17 @@ def test_uncalibrated_source_uses_the_default_camera() -> None:
     np.testing.assert_allclose(decision.pose_deg, (0.0, 0.0, 6.0), atol=1e-3)
     with pytest.raises(ValueError, match="max_angle_deg"):
         FrameGate(ExactDetector(points), max_angle_deg=-1.0, face_counter=None)
+
+
+def test_decisions_are_frozen_records_with_the_report_reason_names() -> None:
+    """The reason strings are what capture summaries and convert reports count by: part of the output format."""
+    import dataclasses
+
+    from src.capture.gate import REASONS, GateDecision
+
+    assert REASONS == ("accepted", "no_face", "multiple_faces", "pose", "pose_failed")
+    assert (ACCEPTED, NO_FACE, MULTIPLE_FACES, POSE, POSE_FAILED) == REASONS
+    bare = GateDecision(NO_FACE)
+    assert (bare.detection, bare.pose_deg, bare.num_faces, bare.accepted) == (None, None, 0, False)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        bare.num_faces = 2  # type: ignore[misc]
