@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -57,6 +57,19 @@ log = logging.getLogger(__name__)
 TEMPORAL = re.compile(r"^temporal_(\d+)$")
 CROPPED_TABLES = ("mouth", "eyes")
 FLOW_SCALE = 20.0  # the temporal D sees flow / 20, as the original
+
+
+def _every_training_frame(datamodule: Any) -> Iterator[dict[str, Any]]:
+    """Every frame of every training sequence, one sequence at a time (the Head2Head datamodule's datasets take
+    (sequence, start, length) keys); other datamodules: their training loader (clips of the curriculum length)."""
+    dataset = getattr(datamodule, "datasets", {}).get("train") if hasattr(datamodule, "datasets") else None
+    records = getattr(dataset, "records", None)
+    if records is None:
+        yield from datamodule.train_dataloader()
+        return
+    for index, record in enumerate(records):
+        item = dataset[(index, 0, len(record))]
+        yield {key: item[key].unsqueeze(0) for key in ("nmfc", "image")}
 
 
 class Head2HeadModule(GANModule):
@@ -315,8 +328,7 @@ class Head2HeadModule(GANModule):
 
     def baselines(self, datamodule: Any) -> dict[str, nn.Module]:
         """The nearest training frame by NMFC (a trained model must beat it on APD and flicker)."""
-        baseline = NearestTrainingFrame.from_batches(datamodule.train_dataloader(), input_nc=self.generator.input_nc)
-        return {"nearest_training_frame": baseline}
+        return {"nearest_training_frame": NearestTrainingFrame.from_batches(_every_training_frame(datamodule))}
 
     def export_modules(self, image_size: int, deployable: bool = True) -> dict[str, ExportSpec]:
         """One chunk step of the generator: conditioning of n_frames frames + the previous generated frames in."""
