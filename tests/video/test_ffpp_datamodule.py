@@ -55,3 +55,15 @@ def test_bad_settings_name_their_key(tmp_path: Path):
         FFPPDataModule(preprocess={"size": 8})
     with pytest.raises(DatasetError, match="neither FaceForensics"):
         FFPPDataModule(root=str(tmp_path)).resolve_root()
+
+
+def test_hyper_parameters_are_plain_containers():
+    """Checkpoints store them and load with weights_only=True: no DictConfig may slip in from Hydra."""
+    from omegaconf import OmegaConf
+
+    module = FFPPDataModule(faceworld=OmegaConf.create(FACEWORLD), preprocess=OmegaConf.create(PREPROCESS))
+    assert type(module.hparams.faceworld) is dict and type(module.hparams.preprocess) is dict
+    from src.datamodules.head2head import Head2HeadDataModule
+
+    module = Head2HeadDataModule(faceworld=OmegaConf.create({"num_identities": 1}))
+    assert type(module.hparams.faceworld) is dict
