@@ -82,7 +82,7 @@ def test_nmfc_from_misc_camera_equals_faceworld_nmfc(world, frames):
     colors = nmfc_vertex_colors(world.model.mean)
     for frame in frames.values():
         lines = [np.array(line.split(), float) for line in misc_lines(frame.params, frame.camera).splitlines()]
-        scale, rotation, translation = float(lines[0][0]), np.stack(lines[1:4]), lines[4]
+        scale, rotation, translation = float(lines[0][0]), np.stack(lines[1:4]), np.concatenate(lines[4:7])
         camera = orthographic_camera_from_misc(scale, rotation, translation, frame.camera.width, frame.camera.height)
         image = render_nmfc(frame.face_vertices_model, world.model.triangles, colors, camera)
         truth = frame.render["nmfc"]
