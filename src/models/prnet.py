@@ -32,16 +32,30 @@ from src.utils.visualize import make_grid
 NUM_KEYPOINTS = 68
 
 
-class PositionMapInPixels(nn.Module):
-    """The deployable PRNet: image (B,3,S,S) in [0, 1] -> position map (B,3,S,S) in crop pixels."""
+def add_logits(normalised: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+    """sigmoid(logit(normalised) + logit(prior)): the network's sigmoid output moved by a prior map (log / log1p
+    rather than torch.logit, which ONNX lacks)."""
+    eps = 1e-6
+    x, p = normalised.clamp(eps, 1 - eps), prior.clamp(eps, 1 - eps)
+    return torch.sigmoid(torch.log(x) - torch.log1p(-x) + torch.log(p) - torch.log1p(-p))
 
-    def __init__(self, network: nn.Module, max_pos: float) -> None:
+
+class PositionMapInPixels(nn.Module):
+    """The deployable PRNet: image (B,3,S,S) in [0, 1] -> position map (B,3,S,S) in crop pixels (with the mean map
+    prior when the system trained with one)."""
+
+    def __init__(self, network: nn.Module, max_pos: float, prior: torch.Tensor | None = None) -> None:
         super().__init__()
         self.network = network
         self.max_pos = float(max_pos)
+        self.use_prior = prior is not None
+        self.register_buffer("prior", prior.detach().clone() if prior is not None else torch.zeros(0))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.network(image) * self.max_pos
+        out = self.network(image)
+        if self.use_prior:
+            out = add_logits(out, self.prior)
+        return out * self.max_pos
 
 
 class MeanPositionMap(nn.Module):
@@ -84,6 +98,10 @@ class PRNetModule(GANModule):
     """PRNet (resfcn256) trained on UV position maps; see the module docstring.
 
     map_size: the position-map side (the dataset's; the fitted buffers have this shape).
+    mean_prior: False (the original): the network's sigmoid output is the map. True (CPU quick start): the output
+        is sigmoid(logit(network) + logit(mean training map)) and the last batch norm starts with gamma 0, so an
+        untrained network answers the mean map and a short run learns only the differences from it. The layers and
+        parameters are the original's either way.
     """
 
     GENERATOR_TERMS: ClassVar[tuple[str, ...]] = ("posmap",)
@@ -92,8 +110,14 @@ class PRNetModule(GANModule):
     METRIC_DIRECTIONS: ClassVar[dict[str, str]] = {"nme_kpt68": LOWER, "nme_dense_2d": LOWER, "nme_dense_3d": LOWER}
     HEADLINE_METRICS: ClassVar[tuple[str, ...]] = ("nme_kpt68", "nme_dense_2d", "nme_dense_3d")
 
-    def __init__(self, *args: Any, map_size: int = 256, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, map_size: int = 256, mean_prior: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.mean_prior = bool(mean_prior)
+        if self.mean_prior:
+            norms = [m for m in self.generator.modules() if isinstance(m, nn.BatchNorm2d)]
+            if not norms:
+                raise UserError("model.mean_prior needs a generator that ends in a batch norm (resfcn256)")
+            nn.init.zeros_(norms[-1].weight)
         if int(map_size) < 32 or int(map_size) % 32:
             raise UserError(f"model.map_size must be a multiple of 32 (resfcn256 halves it 5 times), got {map_size}")
         self.map_size = int(map_size)
@@ -129,7 +153,10 @@ class PRNetModule(GANModule):
 
     # ------------------------------------------------------------------ forward and loss
     def generate(self, batch: Batch, generator: nn.Module) -> dict[str, torch.Tensor]:
-        return {"posmap": generator(batch["image"])}
+        out = generator(batch["image"])
+        if self.mean_prior and not isinstance(generator, MeanPositionMap):  # the baseline is a whole answer
+            out = add_logits(out, self.mean_posmap)
+        return {"posmap": out}
 
     def generator_losses(self, batch: Batch, outputs: dict[str, Any], terms: frozenset[str]) -> dict:
         target = batch["posmap"] / self.max_pos
@@ -145,7 +172,8 @@ class PRNetModule(GANModule):
         return {"mean_position_map": MeanPositionMap(self.mean_posmap)}
 
     def export_model(self) -> nn.Module:
-        return PositionMapInPixels(self.inference_generator, self.max_pos).eval()
+        prior = self.mean_posmap if self.mean_prior else None
+        return PositionMapInPixels(self.inference_generator, self.max_pos, prior).eval()
 
     def export_modules(self, image_size: int, deployable: bool = True) -> dict[str, ExportSpec]:
         """One `prnet` module: RGB crop in [0, 1] -> position map (in crop pixels when deployable)."""

@@ -65,3 +65,19 @@ def test_fitted_mean_map_is_the_training_files_mean_and_training_lowers_the_loss
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_mean_prior_starts_at_the_mean_map_and_the_baseline_is_not_moved_twice(tiny_prnet: Path):
+    data = PRNetDataModule(root=str(tiny_prnet), batch_size=4, val_fraction=0.34)
+    data.setup()
+    module = PRNetModule(map_size=32, mean_prior=True, **MODEL).eval()
+    for name, value in module.fit_statistics(data.train_dataloader()).items():
+        getattr(module, name).copy_(value)
+    batch = next(iter(data.test_dataloader()))
+    with torch.no_grad():
+        start = module.generate(batch, module.generator)["posmap"]
+        baseline = module.generate(batch, MeanPositionMap(module.mean_posmap))["posmap"]
+        exported = module.export_model()(batch["image"])
+    np.testing.assert_allclose(start[0].numpy(), module.mean_posmap.numpy(), atol=1e-5)
+    np.testing.assert_allclose(baseline[0].numpy(), module.mean_posmap.numpy(), atol=1e-6)
+    np.testing.assert_allclose(exported.numpy(), start.numpy() * module.max_pos, atol=1e-3)
