@@ -132,6 +132,16 @@ def test_uncalibrated_source_uses_the_default_camera() -> None:
     from src.capture.gate import default_intrinsics
 
     camera = default_intrinsics(640, 480)
+    # the image centre in OpenCV pixel-centre coordinates (0..639 -> 319.5), focal = the longer side (~53 degrees)
+    assert (camera.width, camera.height, camera.fx, camera.fy, camera.cx, camera.cy) == (
+        640,
+        480,
+        640,
+        640,
+        319.5,
+        239.5,
+    )
+    assert not camera.has_distortion and default_intrinsics(300, 400).fx == 400
     points = posed_landmarks(camera, roll=6.0)
     decision = FrameGate(ExactDetector(points), face_counter=None)(IMAGE)  # no intrinsics given
     np.testing.assert_allclose(decision.pose_deg, (0.0, 0.0, 6.0), atol=1e-3)
