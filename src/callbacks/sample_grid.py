@@ -66,6 +66,12 @@ class SampleGridCallback(Callback):
         return [loader[0] if isinstance(loader, list | tuple) else loader for loader in loaders]
 
     def _fixed_batch(self, trainer: Trainer) -> dict[str, Any] | None:
+        # Starting a DataLoader iterator draws its worker seed from the global torch stream: the grid must not move
+        # the training's random streams (a resumed run draws the grid batch in another epoch than the original).
+        with torch.random.fork_rng(devices=[]):
+            return self._draw_fixed_batch(trainer)
+
+    def _draw_fixed_batch(self, trainer: Trainer) -> dict[str, Any] | None:
         if self._batch is None:
             for loader in self._split_loaders(trainer):
                 collected: dict[str, Any] | None = None

@@ -6,8 +6,11 @@ Why they can agree: the resumable sampler (src/utils/data_order.py) gives rank r
 the two ranks' gradients (= the mean loss over the global batch). On GPUs sync_batchnorm (conf/trainer/ddp.yaml)
 normalises over the global batch; PyTorch's SyncBatchNorm has no CPU version, so here both networks use instance
 norm (per-sample statistics: the same in both layouts). Dropout is off: each rank draws its own masks. What remains
-is float summation order (all-reduce vs one batched kernel), amplified by Adam's normalised first steps: the stated
-tolerance is max |w_ddp - w_single| <= 2e-4 per weight over 2 epochs x 2 steps (measured: see the report).
+is float summation order (all-reduce vs one batched kernel). Adam turns gradients that are pure rounding noise
+into full-size steps (a conv bias in front of an affine-free InstanceNorm has a zero gradient in exact arithmetic),
+so such weights may differ by up to lr x steps without changing any output: the comparison is in function space.
+Stated tolerance: the two generators' (and discriminators') outputs on fixed random inputs differ by at most 1e-3
+(outputs in [-1, 1]), after 2 epochs x 2 steps.
 """
 
 from __future__ import annotations
@@ -18,19 +21,31 @@ import pytest
 import torch
 from entrypoint_helpers import only_child, run_script, tiny_overrides
 
-from src.utils.checkpoint import read_checkpoint
+from src.utils.checkpoint import load_module, read_checkpoint
 
-TOLERANCE = 2e-4
+TOLERANCE = 1e-3
 
 
-def _train(project: Path, dataset: Path, *extra: str) -> dict[str, torch.Tensor]:
+def _train(project: Path, dataset: Path, *extra: str) -> Path:
     # 4 training frames (s1, s2 minus the held-out group): 2 steps of global batch 2 per epoch
     per_sample = ["model.generator.dropout=false", "model.generator.norm=instance", "model.discriminator.norm=instance"]
     overrides = tiny_overrides(dataset, "test=false", *per_sample, "data.val_fraction=0.25", *extra)
     result = run_script(project, "train.py", *overrides, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     run = only_child(project / "logs" / "train" / "runs")
-    return read_checkpoint(run / "checkpoints" / "last.ckpt")
+    return run / "checkpoints" / "last.ckpt"
+
+
+def _outputs(checkpoint: Path) -> list[torch.Tensor]:
+    module, _ = load_module(checkpoint)
+    module.eval()
+    generator = torch.Generator().manual_seed(0)
+    feature = torch.rand(3, 1, 32, 32, generator=generator) * 2 - 1
+    rgbd = torch.rand(3, 4, 32, 32, generator=generator) * 2 - 1
+    with torch.no_grad():
+        fake = module.generator(feature)
+        judged = module.discriminator(torch.cat([feature, rgbd], 1))
+    return [fake, *(judged if isinstance(judged, list | tuple) else [judged])]
 
 
 @pytest.mark.slow
@@ -42,8 +57,7 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(dataset:
         tmp_path / "ddp", dataset, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
         "trainer.sync_batchnorm=false", "data.batch_size=1",
     )  # fmt: skip
-    assert ddp["global_step"] == single["global_step"] == 2 * 2 * 2  # 2 epochs x 2 batches x (G, D)
-    floats = [k for k, v in single["state_dict"].items() if v.is_floating_point()]
-    worst = max(float((single["state_dict"][k] - ddp["state_dict"][k]).abs().max()) for k in floats)
-    moved = max(float((single["state_dict"][k]).abs().max()) for k in floats)
-    assert worst <= TOLERANCE, f"largest weight difference {worst:.3g} (weights up to {moved:.3g})"
+    assert read_checkpoint(ddp)["global_step"] == read_checkpoint(single)["global_step"] == 2 * 2 * 2  # 2 x 2 x (G, D)
+    single_out, ddp_out = _outputs(single), _outputs(ddp)
+    worst = max(float((a - b).abs().max()) for a, b in zip(single_out, ddp_out))
+    assert worst <= TOLERANCE, f"largest output difference {worst:.3g}"

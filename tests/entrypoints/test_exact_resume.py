@@ -1,10 +1,11 @@
 """rgbd_face killed with SIGKILL (a real kill: no handler runs) and resumed with the README's command ends exactly like
 the uninterrupted run: weights, EMA, BatchNorm statistics, optimizer and scheduler states, the held-out test metrics.
 
-Kill points: mid-epoch (after training batch 4 of 3 epochs x 3 batches, last.ckpt written every batch) and in the
-middle of a validation; and during the end-of-run export, which must leave no partial file under a final name
-(`python export.py` then finishes it). The kill is a callback added from the command line
-(tests/experiments/fault_injection.py), so the runs are otherwise the user's commands.
+Kill points: mid-epoch (after training batch 4 of 3 epochs x 2 batches; last.ckpt, written every batch, then holds
+batch 3) and in the middle of the validation after batch 4 (in its second of two batches). Also during the
+end-of-run export, which must leave no partial file under a final name (`python export.py` then finishes it). The
+kill is a callback added from the command line (tests/experiments/fault_injection.py); the sample grid callback
+stays on (it used to move the random streams when a resumed run drew its grid batch in another epoch).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ KILL = "+callbacks.kill._target_=tests.experiments.fault_injection.KillAt"
 
 def _command(dataset: Path, *extra: str) -> list[str]:
     return tiny_overrides(
-        dataset, "trainer.max_epochs=3", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2",
+        dataset, "trainer.max_epochs=3", "data.val_fraction=0.5", "trainer.limit_val_batches=2",
         "trainer.deterministic=true", "callbacks.model_checkpoint.last_every_n_train_steps=1", *extra,
     )  # fmt: skip
 

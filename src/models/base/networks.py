@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from src.models.base.specs import DiscriminatorTable, build, plain
 from src.models.components.norms import set_norm_inference_mode
@@ -31,6 +31,10 @@ def _channels_last_tree(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return type(value)(_channels_last_tree(v) for v in value)
     return value
+
+
+def _has_running_statistics(network: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats for m in network.modules())
 
 
 class NetworksMixin:
@@ -64,7 +68,9 @@ class NetworksMixin:
             network = getattr(self, name, None) if str(name).isidentifier() else None
             if not isinstance(network, nn.Module):
                 raise UserError(f"{key}: {name!r} is not a network of this model")
-            average = AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+            # The container keeps the checkpoint keys (<name>_ema.module.*, <name>_ema.n_averaged); the update is
+            # ours (update_ema): AveragedModel would average the BatchNorm statistics too (see update_ema).
+            average = AveragedModel(network, use_buffers=True)
             setattr(self, f"{name}_ema", average.requires_grad_(False))
         object.__setattr__(self, "_generator_override", None)
         for net in self.all_networks():
@@ -96,9 +102,42 @@ class NetworksMixin:
             return self._generator_override
         return self.inference_network("generator")
 
-    def update_ema(self) -> None:
-        for name in self.ema_decays:
-            getattr(self, f"{name}_ema").update_parameters(getattr(self, name))
+    @torch.no_grad()
+    def update_ema(self, batch: Any = None) -> None:
+        """After every training step: EMA parameters move towards the network's, ema += (1 - decay) * (w - ema).
+
+        BatchNorm statistics are NOT averaged. The raw network's running statistics describe the raw weights'
+        activations; their average over the run is dominated by the early, much larger variances and describes no
+        weights at all: with `model.ema_decay=0.995` the quick start's EMA-G normalised with it and scored a depth
+        MAE of 35 mm against the raw G's 6 mm (tests/base/test_ema.py reproduces it on a small U-Net: depth error
+        12x the raw G's with averaged statistics, about 2x with its own). So the EMA generator keeps its *own*
+        statistics: it runs on the step's batch in train mode (no gradient, the random streams forked so training is
+        unchanged), as the raw G did to gather its statistics. Other EMA networks (whose inputs the base does not
+        know) take the raw network's current statistics. The first update copies everything.
+        """
+        for name, decay in self.ema_decays.items():
+            average, source = getattr(self, f"{name}_ema"), getattr(self, name)
+            own_statistics = name == "generator" and batch is not None and _has_running_statistics(average.module)
+            if int(average.n_averaged) == 0:
+                average.module.load_state_dict(source.state_dict())
+            else:
+                for mine, theirs in zip(average.module.parameters(), source.parameters()):
+                    mine.lerp_(theirs.detach(), 1.0 - decay)
+                if own_statistics:
+                    self._gather_ema_statistics(batch)
+                else:
+                    for mine, theirs in zip(average.module.buffers(), source.buffers()):
+                        mine.copy_(theirs)
+            average.n_averaged += 1
+
+    def _gather_ema_statistics(self, batch: Any) -> None:
+        ema = self.generator_ema.module
+        was_training = ema.training
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            ema.train()
+            self.generate(batch, ema)
+        ema.train(was_training)
 
     @contextlib.contextmanager
     def generator_replaced(self, generator: nn.Module) -> Iterator[None]:

@@ -135,7 +135,7 @@ class TrainingMixin:
             if self.update_is_active(update, phase, iteration):
                 self.run_update(update, chunk, outputs, self.update_weights(update, phase))
         self.iterations += 1
-        self.update_ema()
+        self.update_ema(chunk)
 
     def run_update(self, update: UpdateSpec, batch: Batch, outputs: dict[str, Any], weights: dict[str, float]) -> None:
         """toggle (freeze the other networks) -> losses -> zero_grad -> backward -> clip -> step -> untoggle."""
