@@ -312,8 +312,10 @@ class DGDataModule(FaceDataModule):
         cache_images: bool = False,
         **kwargs: Any,
     ) -> None:
-        if isinstance(kwargs.get("faceworld"), DictConfig):  # plain containers: checkpoints load weights_only
+        # Plain containers in the stored hyper-parameters: checkpoints load with weights_only=True.
+        if isinstance(kwargs.get("faceworld"), DictConfig):
             kwargs["faceworld"] = OmegaConf.to_container(kwargs["faceworld"], resolve=True)
+        images = [str(name) for name in images]
         super().__init__(*args, **kwargs)
         if landmark_dims not in LANDMARK_DIMS:
             raise DatasetError(f"data.landmark_dims must be one of {LANDMARK_DIMS}, got {landmark_dims!r}")

@@ -22,6 +22,17 @@ from torch import nn
 from src.utils.errors import CheckpointError
 
 
+def he_init(module: nn.Module) -> None:
+    """The original's initialisation (utils.he_init, applied to every network it trains): Kaiming-normal weights
+    (fan in, ReLU gain) and zero biases for every conv and linear layer. PyTorch's default init shrinks the signal
+    through the five-layer MLPs so far that the decoder only learns a constant."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d | nn.Linear):
+            nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity="relu")
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+
+
 class LandmarkMLP(nn.Module):
     """`depth` x (Linear + LeakyReLU(0.2)) then Linear; optional sigmoid on the output."""
 
@@ -35,6 +46,7 @@ class LandmarkMLP(nn.Module):
         layers.append(nn.Linear(width, out_features))
         self.main = nn.Sequential(*layers)
         self.sigmoid = sigmoid
+        he_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.main(x)
@@ -69,6 +81,7 @@ class IdentityEncoder(nn.Module):
         self.embed = nn.Linear(width, code_dim)  # not `code`: torch.fx graph modules own that name
         self.head = nn.Linear(code_dim, num_identities)
         self.code_dim = code_dim
+        he_init(self)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.embed(self.features(image * 2.0 - 1.0).mean(dim=(2, 3)))

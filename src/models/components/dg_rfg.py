@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from src.models.components.dg_idsg import he_init
+
 
 def default_channels(image_size: int) -> int:
     """StarGAN v2's first width: 2**14 / image size (64 at 256 px)."""
@@ -211,7 +213,18 @@ def build_rfg(
     """RFGPipeline from one set of sizes (Hydra target of conf/model/dg_rfg.yaml)."""
     generator = RFGGenerator(image_size, style_dim, base_channels, max_channels, downsamplings, bottlenecks)
     style = StyleEncoder(image_size, style_dim, style_base_channels or base_channels, max_channels)
-    return RFGPipeline(generator, style)
+    pipeline = RFGPipeline(generator, style)
+    he_init(pipeline)  # the original initialises every network it trains this way
+    return pipeline
+
+
+def build_discriminator(
+    image_size: int = 256, base_channels: int | None = None, max_channels: int = 512
+) -> RFGDiscriminator:
+    """RFGDiscriminator with the original's He initialisation (Hydra target of conf/model/dg_rfg.yaml)."""
+    discriminator = RFGDiscriminator(image_size, base_channels, max_channels)
+    he_init(discriminator)
+    return discriminator
 
 
 def count_parameters(module: nn.Module) -> int:
