@@ -161,3 +161,44 @@ def test_decisions_are_frozen_records_with_the_report_reason_names() -> None:
     assert (bare.detection, bare.pose_deg, bare.num_faces, bare.accepted) == (None, None, 0, False)
     with pytest.raises(dataclasses.FrozenInstanceError):
         bare.num_faces = 2  # type: ignore[misc]
+
+
+def test_defaults_are_the_originals_ten_degrees_and_the_tiled_counter() -> None:
+    from src.capture.face_count import FaceCounter
+
+    turned, frontal = posed_landmarks(PINHOLE, yaw=10.4), posed_landmarks(PINHOLE, yaw=9.6)
+    assert FrameGate(ExactDetector(turned), face_counter=None)(IMAGE, PINHOLE).reason == POSE
+    assert FrameGate(ExactDetector(frontal), face_counter=None)(IMAGE, PINHOLE).reason == ACCEPTED
+    gate = FrameGate(ExactDetector(frontal))
+    try:
+        assert isinstance(gate.face_counter, FaceCounter)
+    finally:
+        gate.close()
+
+
+@pytest.mark.parametrize("limit", [0.0, -1.0])
+def test_a_limit_that_accepts_nothing_is_refused(limit: float) -> None:
+    with pytest.raises(ValueError, match=rf"^gate\.max_angle_deg must be positive, got {limit}$"):
+        FrameGate(ExactDetector(posed_landmarks(PINHOLE)), max_angle_deg=limit, face_counter=None)
+    assert FrameGate(ExactDetector(posed_landmarks(PINHOLE)), max_angle_deg=0.5, face_counter=None).max_angle_deg == 0.5
+
+
+def test_a_counter_box_overlapping_the_subject_by_the_threshold_is_the_subject() -> None:
+    """SAME_FACE_OVERLAP (0.3 of the smaller box): at 0.3 the counter's box is the subject, below it a bystander."""
+    points = posed_landmarks(PINHOLE)
+    subject = FaceDetection(points, (100.0, 100.0, 50.0, 50.0), 1.0)
+    detector = ExactDetector(points)
+    detector.faces = [subject]
+    for box, expected in (
+        ((147.0, 100.0, 10.0, 10.0), (ACCEPTED, 1)),
+        ((147.5, 100.0, 10.0, 10.0), (MULTIPLE_FACES, 2)),
+    ):
+        decision = FrameGate(detector, face_counter=ListedFaces(box))(IMAGE, PINHOLE)  # type: ignore[arg-type]
+        assert (decision.reason, decision.num_faces) == expected, box
+
+
+def test_two_landmark_faces_are_two_whatever_the_counter_says() -> None:
+    face = posed_landmarks(PINHOLE)
+    counter = ListedFaces((5.0, 5.0, 40.0, 40.0))
+    decision = FrameGate(ExactDetector(face, face + 300), face_counter=counter)(IMAGE, PINHOLE)  # type: ignore[arg-type]
+    assert (decision.reason, decision.num_faces) == (MULTIPLE_FACES, 2)
