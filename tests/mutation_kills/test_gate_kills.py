@@ -103,7 +103,9 @@ def test_lens_distortion_is_undone_before_the_pose() -> None:
 def test_landmarks_outside_the_lens_model_fail_the_pose_not_the_gate() -> None:
     points = posed_landmarks(PINHOLE)
     points[:] = np.nan
-    assert decide(points).reason == POSE_FAILED
+    decision = decide(points)
+    assert (decision.reason, decision.num_faces, decision.pose_deg) == (POSE_FAILED, 1, None)
+    assert decision.detection is not None and not decision.accepted
 
 
 def test_faces_are_counted_by_the_landmark_model_and_the_counter_together() -> None:
