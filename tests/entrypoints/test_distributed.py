@@ -45,7 +45,14 @@ def _outputs(checkpoint: Path) -> list[torch.Tensor]:
     with torch.no_grad():
         fake = module.generator(feature)
         judged = module.discriminator(torch.cat([feature, rgbd], 1))
-    return [fake, *(judged if isinstance(judged, list | tuple) else [judged])]
+    return [fake, *_tensors(judged)]
+
+
+def _tensors(value: object) -> list[torch.Tensor]:
+    """Every tensor of a (nested) list of D outputs (pix2pixHD layout: features per layer)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    return [t for item in value for t in _tensors(item)]
 
 
 @pytest.mark.slow
