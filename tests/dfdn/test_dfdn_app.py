@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from src.apps.dfdn.pipeline import InputSkipped, bell_window, list_inputs, read_photo, stitch
+from src.apps.dfdn.pipeline import InputSkippedError, bell_window, list_inputs, read_photo, stitch
 from src.utils.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,9 +32,9 @@ def test_read_photo_converts_grey_and_rgba_and_skips_bad_files(tmp_path: Path):
     assert note == "grey image used as grey RGB" and np.array_equal(image[..., 1], rgb[..., 0])
     image, note = read_photo(tmp_path / "a.png", 64)
     assert note == "RGBA image: alpha dropped" and np.array_equal(image, rgb)
-    with pytest.raises(InputSkipped, match="too small: 30x30 px"):
+    with pytest.raises(InputSkippedError, match="too small: 30x30 px"):
         read_photo(tmp_path / "t.png", 64)
-    with pytest.raises(InputSkipped, match="not a readable image"):
+    with pytest.raises(InputSkippedError, match="not a readable image"):
         read_photo(tmp_path / "x.jpg", 64)
     assert len(list_inputs(tmp_path)) == 5
     with pytest.raises(UserError, match="no such file or folder"):

@@ -57,7 +57,7 @@ RENDER_LIGHT = sh_light(0.55, np.array([0.4, -0.5, -1.0]), 0.6).mean(axis=1)
 SKIN_GREY = 0.75
 
 
-class InputSkipped(ValueError):
+class InputSkippedError(ValueError):
     """An input this run cannot use (unreadable, too small, no face): skipped and counted, not a crash."""
 
 
@@ -109,11 +109,11 @@ def list_inputs(path: Path) -> list[Path]:
 
 
 def read_photo(path: Path, min_side: int) -> tuple[np.ndarray, str | None]:
-    """HxWx3 uint8 RGB and a note (grey / RGBA converted), or InputSkipped with the reason."""
+    """HxWx3 uint8 RGB and a note (grey / RGBA converted), or InputSkippedError with the reason."""
     data = path.read_bytes() if path.is_file() else b""
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
     if image is None:
-        raise InputSkipped("not a readable image")
+        raise InputSkippedError("not a readable image")
     note = None
     if image.dtype == np.uint16:
         image = (image // 257).astype(np.uint8)
@@ -127,7 +127,8 @@ def read_photo(path: Path, min_side: int) -> tuple[np.ndarray, str | None]:
     else:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     if min(image.shape[:2]) < min_side:
-        raise InputSkipped(f"too small: {image.shape[1]}x{image.shape[0]} px, the smaller side must be >= {min_side}")
+        size = f"{image.shape[1]}x{image.shape[0]}"
+        raise InputSkippedError(f"too small: {size} px, the smaller side must be >= {min_side}")
     return np.ascontiguousarray(image), note
 
 
@@ -208,7 +209,7 @@ class DetailPipeline:
     def process(self, image: np.ndarray, folder: Path) -> dict[str, Any]:
         detections = self.detector.detect(image)
         if not detections:
-            raise InputSkipped("no face found")
+            raise InputSkippedError("no face found")
         landmarks = np.asarray(detections[0].landmarks, np.float64)[:68]
         height, width = image.shape[:2]
         focal = self.settings.focal_factor * max(width, height)
@@ -294,7 +295,7 @@ def run_folder(pipeline: DetailPipeline, inputs: list[Path], output: Path) -> Ru
         try:
             image, note = read_photo(path, pipeline.settings.min_side)
             result = pipeline.process(image, output / path.stem)
-        except InputSkipped as err:
+        except InputSkippedError as err:
             summary.skipped[path.name] = str(err)
             log.warning(f"{path}: skipped ({err})")
             continue
