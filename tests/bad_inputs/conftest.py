@@ -29,14 +29,14 @@ def project(tmp_path: Path) -> Path:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """`bad-input suite: N malformed inputs (...)`: one line, by outcome, whenever any of its cases ran.
 
-    A case is one parametrised test of this folder; its outcome is that of its call (or of its setup when it was
+    A case is one test of this folder; its outcome is that of its call (or of its setup when it was
     skipped or broke there).
     """
     counts: dict[str, int] = {}
     for outcome in ("passed", "failed", "xfailed", "xpassed", "skipped", "error"):
         for report in terminalreporter.stats.get(outcome, []):
             nodeid = getattr(report, "nodeid", "")
-            if not (nodeid.startswith(SUITE) and "[" in nodeid):
+            if not nodeid.startswith(SUITE):
                 continue
             if report.when == "call" or outcome in ("skipped", "error"):
                 counts[outcome] = counts.get(outcome, 0) + 1
