@@ -128,3 +128,41 @@ def test_frame_groups_and_paths() -> None:
         "Landmark": "/d/eval/Landmark/s1_000004.txt",
     }
     assert str(unprocessed_paths("/d", "train", "7")["Infrared"]) == "/d/train/Infrared/7.png"
+
+
+def test_layout_names_are_the_originals_on_disk_layout() -> None:
+    """Folder and file names are the on-disk format the original tools read and write: they must not drift."""
+    import dataclasses
+
+    from src.io import rgbd_layout
+
+    assert rgbd_layout.SPLITS == ("train", "eval")
+    assert rgbd_layout.UNPROCESSED_KINDS == ("Color", "Depth", "Infrared")
+    assert rgbd_layout.PROCESSED_IMAGE_KINDS == ("Color", "Depth", "Feature")
+    assert (rgbd_layout.LANDMARK_KIND, rgbd_layout.CONFIG_FILE) == ("Landmark", "config.txt")
+    encoding = DepthEncoding(1.0, 2.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        encoding.bits = 16  # type: ignore[misc]
+    landmarks = rgbd_layout.FaceLandmarks((0.0, 0.0, 1.0, 1.0), np.zeros((70, 2)))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        landmarks.aabb = (1.0, 1.0, 1.0, 1.0)  # type: ignore[misc]
+
+
+def test_landmark_problems_name_non_finite_and_far_points() -> None:
+    from src.io.rgbd_layout import landmark_problem
+
+    points = np.full((70, 2), 16.0)
+    assert landmark_problem(points, 32, 32) is None
+    points[[3, 9], 1] = np.nan
+    assert landmark_problem(points, 32, 32) == "landmark value(s) not finite at point 3, 9"
+    points[[3, 9], 1] = 16.0
+    points[5] = (-8.0, 40.0)  # 25 % outside on both axes: still a cut-off jaw, not an error
+    assert landmark_problem(points, 32, 32) is None
+    points[7] = (16.0, 40.1)
+    assert landmark_problem(points, 32, 32) == (
+        "1 landmark(s) far outside the 32x32 image (point 7 at (16.0, 40.1)): coordinates of another image?"
+    )
+    points[7] = (-8.1, 16.0)
+    assert "point 7 at (-8.1, 16.0)" in landmark_problem(points, 32, 32)
+    wide = np.tile([70.0, 20.0], (70, 1))  # inside 64 wide x 32 high (+25 %), outside 32 wide x 64 high
+    assert landmark_problem(wide, 64, 32) is None and landmark_problem(wide, 32, 64) is not None
