@@ -107,3 +107,13 @@ def test_residual_idsg_starts_as_copy_reference_and_original_does_not():
     torch.testing.assert_close(residual(landmarks, image), landmarks)
     original = build_idsg(code_dim=8, channels=4, blocks=2)
     assert (original(landmarks, image) - landmarks).abs().max() > 0.01
+
+
+def test_networks_use_the_originals_he_initialisation():
+    torch.manual_seed(0)
+    mlp = landmark_mlp(2, out_features=1)
+    first = mlp.main[0]
+    assert abs(float(first.weight.std()) - (2.0 / 136) ** 0.5) < 0.1 * (2.0 / 136) ** 0.5
+    assert float(first.bias.abs().max()) == 0.0
+    conv = build_rfg(image_size=32, base_channels=8, max_channels=16, downsamplings=2).generator.from_rgb
+    assert abs(float(conv.weight.std()) - (2.0 / 27) ** 0.5) < 0.15 * (2.0 / 27) ** 0.5
