@@ -49,6 +49,11 @@ def test_pca_path_uses_the_fixed_basis():
     expected = (net.pca_mean[None] + coefficients @ net.pca_basis.T).clamp(-1, 1).view(2, 1, 32, 32)
     torch.testing.assert_close(pca, expected)
     assert refined.shape == (2, 1, 32, 32) and refined.abs().max() <= 1.0
+    residual = small_net(residual=True).eval()
+    residual.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        expected = (pca + net.pdrm(torch.cat([pca, texture], 1))).clamp(-1, 1)
+        torch.testing.assert_close(residual(texture)[0], expected)
     # The refiner sees the PCA output: another basis changes the refined displacement.
     net.pca_basis.mul_(3.0)
     with torch.no_grad():

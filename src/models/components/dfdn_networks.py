@@ -111,7 +111,8 @@ class RegionDetailNet(nn.Module):
     """One region's DFDN: PDIM -> FC -> fixed PCA -> PDRM (see the module docstring).
 
     forward(texture (B,1,p,p)) -> (refined (B,1,p,p), pca (B,1,p,p)); both in [-1, 1] units of the displacement
-    encoding (the PCA output is clamped to that range)."""
+    encoding (the PCA output is clamped to that range). residual=True (not the original): refined = PCA + PDRM
+    output, so a short training starts from the PCA output instead of a random one (same parameters)."""
 
     def __init__(
         self,
@@ -123,8 +124,10 @@ class RegionDetailNet(nn.Module):
         pdrm_downs: int = 6,
         pdrm_ngf: int = 64,
         norm: str = "batch",
+        residual: bool = False,
     ) -> None:
         super().__init__()
+        self.residual = residual
         for name, downs in (("pdim_downs", pdim_downs), ("pdrm_downs", pdrm_downs)):
             if patch_size % (2**downs):
                 raise ValueError(f"{name}={downs}: patch_size {patch_size} must be divisible by {2**downs}")
@@ -147,6 +150,8 @@ class RegionDetailNet(nn.Module):
         coefficients = self.fc(self.pdim(texture))
         pca = self.reconstruct(coefficients)
         refined = self.pdrm(torch.cat([pca, texture], 1))
+        if self.residual:  # the refiner corrects the PCA output instead of redrawing it (starts at the PCA output)
+            refined = (pca + refined).clamp(-1.0, 1.0)
         return refined, pca
 
 
