@@ -31,6 +31,11 @@ class DatasetError(UserError):
     """A dataset folder is missing files, has unreadable / mismatched files, or cannot be split as asked."""
 
 
+class UncatchableUserError(BaseException):
+    """A user error raised where a framework turns every Exception into a warning (Hydra's callbacks): derived from
+    BaseException so it stops the command; run_cli prints it as the usual one `error: ...` line."""
+
+
 class NonFiniteLossError(UserError):
     """A loss term became NaN / Inf during training (divergence, a bad sample); the run stops before the update."""
 
@@ -162,6 +167,9 @@ def run_cli(app: Callable[[], Any]) -> Any:
     banner = sys.stderr = _HeldJobBanner(stderr)
     try:
         return app()
+    except UncatchableUserError as err:
+        print(f"error: {_one_line(err)}", file=stderr)
+        sys.exit(1)
     except Exception as err:
         message = describe_user_error(err)
         if message is None or show_traceback:

@@ -52,3 +52,16 @@ def test_run_cli_restores_the_environment_and_stderr(
         assert seen["HYDRA_FULL_ERROR"] == "1"  # Hydra must hand every exception to run_cli while the app runs
         assert result == 42 if outcome == "returns" else isinstance(result, SystemExit) and result.code == 1
     assert dict(os.environ) == before and sys.stderr is stderr
+
+
+def test_an_uncatchable_user_error_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+    """Raised where Hydra would turn an Exception into a warning (its callbacks, e.g. the Optuna study check)."""
+    from src.utils.errors import UncatchableUserError
+
+    def app():
+        raise UncatchableUserError("hydra.sweeper.study_name=x: the study belongs to another sweep")
+
+    with pytest.raises(SystemExit) as stop:
+        run_cli(app)
+    assert stop.value.code == 1
+    assert capsys.readouterr().err == "error: hydra.sweeper.study_name=x: the study belongs to another sweep\n"
