@@ -16,7 +16,15 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from src.io.rgbd_layout import DepthEncoding
 from src.losses.depth import BACKGROUND_THRESHOLD
 from src.metrics.depth import depth_mae_mm, depth_metrics_mm, depth_rmse_mm, silhouette_errors
-from src.metrics.image import pixel_accuracy, psnr, rgbd_image_metrics, ssim, threshold_pixel_accuracy, to_255
+from src.metrics.image import (
+    gaussian_window,
+    pixel_accuracy,
+    psnr,
+    rgbd_image_metrics,
+    ssim,
+    threshold_pixel_accuracy,
+    to_255,
+)
 from src.metrics.stats import summarize
 
 ENCODING = DepthEncoding(480.0, 700.0, 16)
@@ -100,8 +108,16 @@ def test_silhouette_shares_equal_naive_counts() -> None:
 
 
 def test_silhouette_of_different_sizes_is_an_error() -> None:
-    with pytest.raises(ValueError, match="differ"):
+    with pytest.raises(ValueError, match=r"^pred depth \(1, 16\) and target depth \(1, 20\) differ$"):
         silhouette_errors(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 5))
+
+
+def test_gaussian_window_is_the_normalised_ssim_gaussian() -> None:
+    window = gaussian_window()
+    naive = [math.exp(-((i - 5) ** 2) / (2 * 1.5**2)) for i in range(11)]
+    np.testing.assert_allclose(window.numpy(), np.array(naive) / sum(naive), rtol=1e-12)
+    assert window.dtype == torch.float64
+    np.testing.assert_allclose(gaussian_window(5, 1.0, torch.float32).sum(), 1.0, rtol=1e-6)
 
 
 def _as_uint8_images(x: torch.Tensor) -> np.ndarray:
