@@ -33,12 +33,12 @@ METRICS = ("nme_kpt68", "nme_dense_2d", "nme_dense_3d")
 
 
 def evaluate(network: torch.nn.Module, module, loader) -> dict[str, np.ndarray]:
-    """Per-sample NMEs and |yaw| of a network (normalised output, as the system's generator) on a loader."""
+    """Per-sample NMEs and |yaw| of a network run through `module.generate` (its mean prior, if any) on a loader."""
     values: dict[str, list[np.ndarray]] = {name: [] for name in (*METRICS, "yaw")}
     network.eval()
     with torch.inference_mode():
         for batch in loader:
-            prediction = network(batch["image"]) * module.max_pos
+            prediction = module.generate(batch, network)["posmap"] * module.max_pos
             for name, value in position_map_nme(
                 prediction, batch["posmap"], module.uv_face_mask, module.uv_keypoints
             ).items():
@@ -67,12 +67,12 @@ def main() -> None:
     config.model._recursive_ = False
     untrained = untrained_system(config, module)
     rows = {
-        "trained": module.inference_generator,
-        "untrained": untrained.inference_generator,
-        "mean_position_map": module.baselines(datamodule)["mean_position_map"],
+        "trained": (module.inference_generator, module),
+        "untrained": (untrained.inference_generator, untrained),
+        "mean_position_map": (module.baselines(datamodule)["mean_position_map"], module),
     }
     cpu = time.process_time()
-    results = {name: evaluate(network, module, loader) for name, network in rows.items()}
+    results = {name: evaluate(network, system, loader) for name, (network, system) in rows.items()}
     yaw = results["trained"]["yaw"]
     lines = [
         f"Held-out identities: {len(yaw)} crops ({len(datamodule.items['test'])} in test/), checkpoint {args.ckpt}",
