@@ -11,9 +11,9 @@ import pytest
 
 from src.faceworld.writers.common import world_for
 from src.faceworld.writers.prnet import params_from_record, write_prnet_dataset
-from src.models.components.prnet_uv import UV_FILES, read_uv_data
 from src.geometry.camera import PinholeCamera
 from src.io.images import read_image
+from src.models.components.prnet_uv import UV_FILES, read_uv_data
 
 SIZE = 64
 
