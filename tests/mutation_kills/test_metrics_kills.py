@@ -194,3 +194,33 @@ def test_summarize_equals_numpy_statistics() -> None:
     assert summarize(np.array(values)) == summary == summarize(iter(values))
     with pytest.raises(ValueError, match="no values"):
         summarize([])
+
+
+def test_ssim_of_dark_images_equals_scikit_image() -> None:
+    """Near-black images: the stabilising constant C1 = (0.01 * 255)^2 dominates, so a wrong C1 shows."""
+    gen = torch.Generator().manual_seed(7)
+    target = -1 + 0.04 * torch.rand(1, 1, 16, 16, generator=gen, dtype=torch.float64)
+    pred = (target + 0.02 * torch.rand(1, 1, 16, 16, generator=gen, dtype=torch.float64)).float()
+    p255, t255 = _as_uint8_images(pred)[0, ..., 0], _as_uint8_images(target.float())[0, ..., 0]
+    reference = structural_similarity(
+        t255, p255, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+    )
+    assert float(ssim(pred, target.float())[0]) == pytest.approx(reference, abs=1e-6)
+
+
+def test_forward_time_counts_warmup_and_repeats_in_milliseconds() -> None:
+    import time as time_module
+
+    from src.metrics.timing import measure_forward_time
+
+    calls = []
+    times = measure_forward_time(lambda x: calls.append(x), torch.zeros(1))
+    assert len(calls) == 10 + 50 and len(times) == 50  # defaults: 10 warm-up calls, 50 timed
+    calls.clear()
+    assert len(measure_forward_time(lambda x: calls.append(x), torch.zeros(1), warmup=0, repeats=1)) == 1
+    assert len(calls) == 1
+    slow = measure_forward_time(lambda x: time_module.sleep(0.02), (torch.zeros(1),), warmup=0, repeats=2)
+    assert all(19.0 <= t < 2000.0 for t in slow)  # milliseconds
+    for repeats, warmup in ((0, 0), (1, -1)):
+        with pytest.raises(ValueError, match=rf"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}"):
+            measure_forward_time(lambda x: x, torch.zeros(1), warmup=warmup, repeats=repeats)

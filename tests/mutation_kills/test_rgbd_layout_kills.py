@@ -65,7 +65,7 @@ def test_unit_range_maps_background_to_minus_one_and_top_level_to_one() -> None:
 
 
 def test_encoding_rejects_bad_ranges() -> None:
-    with pytest.raises(ValueError, match="8 or 16"):
+    with pytest.raises(ValueError, match=r"^depth bits must be 8 or 16, got 12$"):
         DepthEncoding(1.0, 2.0, 12)
     with pytest.raises(ValueError, match="empty"):
         DepthEncoding(2.0, 2.0)
@@ -114,7 +114,7 @@ def test_config_round_trip_and_depth_encoding(tmp_path: Path) -> None:
     assert intrinsics_from_config({"fx": "1"}) is None
     with pytest.raises(KeyError, match="missing key 'far_mm'"):
         depth_encoding_from_config({"near_mm": "1"}, source="x/config.txt")
-    with pytest.raises(FileNotFoundError, match="config file is missing"):
+    with pytest.raises(FileNotFoundError, match=r"absent\.txt: dataset config file is missing$"):
         read_config(tmp_path / "absent.txt")
 
 
@@ -157,6 +157,7 @@ def test_landmark_problems_name_non_finite_and_far_points() -> None:
     assert landmark_problem(points, 32, 32) == "landmark value(s) not finite at point 3, 9"
     points[[3, 9], 1] = 16.0
     points[5] = (-8.0, 40.0)  # 25 % outside on both axes: still a cut-off jaw, not an error
+    points[6] = (40.0, -8.0)
     assert landmark_problem(points, 32, 32) is None
     points[7] = (16.0, 40.1)
     assert landmark_problem(points, 32, 32) == (
