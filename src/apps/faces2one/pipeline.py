@@ -68,7 +68,7 @@ class TransferSettings:
     exposure: bool = False
     preview: bool = True
     crf: int = 18
-    threads: int = 2
+    threads: int = 1
     max_frames: int | None = None
 
     def check(self) -> None:
