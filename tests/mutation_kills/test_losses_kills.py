@@ -96,6 +96,7 @@ def test_feature_matching_weights_layers_and_scales_like_pix2pixhd() -> None:
         for f, r in zip(fake_scale[:-1], real_scale[:-1]):
             expected += 4.0 / n_layers_plus_one / 2 * float((f - r).abs().mean())
     assert float(FeatureMatchingLoss(weight=10.0)(fake, real)) == pytest.approx(10.0 * expected)
+    assert float(FeatureMatchingLoss()(fake, real)) == pytest.approx(expected)  # weight 1 unless configured
     with pytest.raises(ValueError, match="scales"):
         FeatureMatchingLoss()(fake, real[:1])
     with pytest.raises(ValueError, match="intermediate features"):
@@ -211,11 +212,21 @@ def test_normals_of_a_plane_and_the_normal_loss() -> None:
             expected_valid = all(0 <= j < 6 and 0 <= i < 7 and inside[j, i] for j, i in neighbours)
             assert bool(valid[0, 0, y, x]) == expected_valid, (y, x)
     assert int(valid.sum()) == 20 - 5
-    # loss: 1 - cos between a tilted and a flat plane, over valid pixels
-    flat_unit = torch.full_like(plane, 0.2)
-    tilted_unit = flat_unit + (slope_x * xx * 2.0)[None, None].double() / 50.0
-    loss = NormalConsistencyLoss(mm_per_unit=50.0, mm_per_pixel=2.0, weight=3.0)(tilted_unit, flat_unit)
-    cos = 1.0 / math.sqrt(1 + slope_x**2)
-    assert float(loss) == pytest.approx(3.0 * (1 - cos), rel=1e-6)
+
+    # loss: 1 - cos between the normals of two differently tilted planes (two samples, different tilts)
+    def tilted(sx: float, sy: float) -> torch.Tensor:  # depth in network units (50 mm per unit), 2 mm pixels
+        return (0.2 + (sx * xx * 2.0 + sy * yy * 2.0) / 50.0)[None, None]
+
+    def unit_normal(sx: float, sy: float) -> np.ndarray:
+        return np.array([sx, sy, -1.0]) / np.linalg.norm([sx, sy, -1.0])
+
+    pairs = [((0.3, 0.0), (0.0, -0.2)), ((0.1, 0.1), (0.1, 0.1))]
+    pred = torch.cat([tilted(*a) for a, _ in pairs])
+    target = torch.cat([tilted(*b) for _, b in pairs])
+    loss = NormalConsistencyLoss(mm_per_unit=50.0, mm_per_pixel=2.0, weight=3.0)(
+        pred, target, torch.ones_like(pred) > 0
+    )
+    expected = np.mean([1 - unit_normal(*a) @ unit_normal(*b) for a, b in pairs])  # equal valid pixels per sample
+    assert float(loss) == pytest.approx(3.0 * expected, rel=1e-6)
     with pytest.raises(ValueError, match="mm_per_pixel must be > 0"):
         NormalConsistencyLoss(mm_per_unit=1.0, mm_per_pixel=0.0)
