@@ -8,6 +8,7 @@ then report the failure and go on (see src/utils/hydra_callbacks.py and hparams_
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import logging
 import math
@@ -234,6 +235,17 @@ def _monitored_metrics(cfg: DictConfig) -> dict[str, str]:
     return monitored
 
 
+def _metric_probe(model: LightningModule) -> LightningModule:
+    """The model whose validation names the logged metrics. A system with fitted statistics has not fitted them yet
+    at preflight (that happens at fit start) and its evaluation refuses to run: a copy marked fitted logs the same
+    metric names (their values are meaningless and are thrown away), and the real model is left untouched."""
+    if not getattr(model, "FITTED_STATISTICS", ()) or bool(model.statistics_fitted):
+        return model
+    probe = copy.deepcopy(model)
+    probe.statistics_fitted.fill_(True)
+    return probe
+
+
 def _check_monitors(cfg: DictConfig, model: LightningModule, val_loader: Any) -> None:
     """Validate one batch with a throwaway trainer and check that every monitored metric is among those logged."""
     monitored = _monitored_metrics(cfg)
@@ -252,7 +264,7 @@ def _check_monitors(cfg: DictConfig, model: LightningModule, val_loader: Any) ->
             enable_progress_bar=False,
             enable_model_summary=False,
         )
-        trainer.validate(model, dataloaders=val_loader, verbose=False)
+        trainer.validate(_metric_probe(model), dataloaders=val_loader, verbose=False)
     logged = sorted(str(k) for k in trainer.callback_metrics)
     known = set(logged) | {"epoch", "step"}
     wrong = [f"{key}={metric!r}" for key, metric in monitored.items() if metric not in known]

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -209,7 +210,7 @@ def write_talking_head_video(
     with atomic_path(path) as tmp:
         container = av.open(str(tmp), mode="w", format="mp4")
         try:
-            stream = container.add_stream("libx264", rate=round(fps) if float(fps).is_integer() else fps)
+            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             stream.codec_context.options = {"crf": str(int(crf)), "preset": "veryfast", "threads": "1"}
             for index, params in enumerate(motion):
