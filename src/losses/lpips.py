@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from src.models.components.backbones import FeatureBackbone, to_three_channels
+from src.utils.checkpoint import safe_torch_load
 
 LPIPS_NETS = {
     "alex": ("alexnet", ("relu1", "relu2", "relu3", "relu4", "relu5"), (64, 192, 384, 256, 256)),
@@ -86,7 +87,7 @@ class LPIPS(nn.Module):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"LPIPS-{self.net} linear-head file not found: {path}")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = safe_torch_load(path, what=f"LPIPS-{self.net} head file")
         for index, head in enumerate(self.heads):
             key = f"lin{index}.model.1.weight"
             if key not in state or state[key].shape != head.weight.shape:

@@ -18,6 +18,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from src.utils.checkpoint import safe_torch_load
+from src.utils.errors import CheckpointError
+
 WEIGHT_FILES = {
     "vgg16": "vgg16-397923af.pth",
     "vgg19": "vgg19-dcbb9e9d.pth",
@@ -111,7 +114,9 @@ def load_backbone_weights(model: nn.Module, path: str | os.PathLike, arch: str =
             f"set FACESYNTH_WEIGHTS_DIR, or pass the file path; nothing is downloaded)"
         )
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = safe_torch_load(path, what=f"{label} weights file")
+    except CheckpointError:
+        raise
     except Exception as exc:
         raise RuntimeError(f"{label} weights file {path} could not be read as a torch state dict: {exc}") from None
     state = {

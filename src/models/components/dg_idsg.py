@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from src.utils.checkpoint import safe_torch_load
 from src.utils.errors import CheckpointError
 
 
@@ -134,7 +135,7 @@ class VGGFaceEncoder(nn.Module):
         path = Path(path).expanduser()
         if not path.is_file():
             raise CheckpointError(f"{path}: VGG-Face weights not found (model.face_encoder.weights)")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = safe_torch_load(path, what="VGG-Face weights file")
         ours = {k.split(".", 1)[1] if k.startswith("features.") else k: k for k in self.state_dict() if k != "mean"}
         missing = [name for name in ours if name not in state]
         wrong = [n for n in ours if n in state and state[n].shape != self.state_dict()[ours[n]].shape]

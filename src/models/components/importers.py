@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from src.models.components.generators import RESNET_BLOCKS, UNET_DEPTHS, build_generator
-from src.utils.checkpoint import describe_weight_mismatch
+from src.utils.checkpoint import describe_weight_mismatch, safe_torch_load
+from src.utils.errors import CheckpointError
 
 # Index inside the original block's Sequential -> our (part, index); "sub" marks the nested block.
 _OUTERMOST = {"0": "down.0", "1": "sub", "3": "up.1"}
@@ -63,7 +64,9 @@ def load_state_dict_file(path_or_state_dict: str | os.PathLike | dict, what: str
         if not path.is_file():
             raise FileNotFoundError(f"{what} not found: {path}")
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = safe_torch_load(path, what=what)
+        except CheckpointError:
+            raise
         except Exception as exc:  # a truncated or non-torch file; name it
             raise CheckpointImportError(f"{what} {path} could not be read as a torch state dict: {exc}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
