@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from lightning.pytorch import LightningDataModule
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from src.datamodules.faceworld import ensure_faceworld_dataset, faceworld_cache_path
@@ -169,6 +169,9 @@ class FaceDataModule(LightningDataModule):
         # Plain containers: checkpoints store these hyper-parameters and load with weights_only=True.
         faceworld = OmegaConf.to_container(faceworld, resolve=True) if isinstance(faceworld, DictConfig) else faceworld
         self.save_hyperparameters(logger=False)
+        for key, value in list(self.hparams.items()):  # a subclass's DictConfig / ListConfig arguments too
+            if isinstance(value, (DictConfig, ListConfig)):
+                self.hparams[key] = OmegaConf.to_container(value, resolve=True)
         self.root: Path | None = Path(root) if root else None
         self.items: dict[str, list[Any]] = {}
         self.datasets: dict[str, Dataset] = {}

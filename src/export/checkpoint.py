@@ -63,6 +63,13 @@ def dataset_root_of_run(run_config: Mapping[str, Any]) -> Path | None:
         return None
 
 
+def _trains_on_depth(run_config: Mapping[str, Any]) -> bool:
+    """Whether the run's data is an RGBD layout (only then does export.json need its depth encoding)."""
+    data = _get(run_config, "data")
+    target = str(data.get("_target_", "")) if isinstance(data, Mapping) else ""
+    return target.endswith("RGBDDataModule")
+
+
 def depth_encoding_of_dataset(root: Path | None) -> dict[str, Any] | None:
     """near_mm / far_mm / bits of the dataset's config.txt (plus intrinsics when recorded), or None."""
     if root is None or not (root / CONFIG_FILE).is_file():
@@ -128,7 +135,7 @@ def export_checkpoint(
         raise ExportError(f"{ckpt_path}: the run records no image size and its dataset is not here; pass image_size")
     specs = deployable_modules(module, ckpt_path, int(size), use_ema)
     depth_encoding = depth_encoding_of_dataset(root)
-    if depth_encoding is None:
+    if depth_encoding is None and _trains_on_depth(run_config):
         log.warning(f"Dataset config of the run not found ({root}): export.json records no depth encoding")
     metadata = {
         "checkpoint": str(Path(ckpt_path).resolve()),

@@ -245,3 +245,24 @@ def test_a_new_family_gets_validation_splits_and_loaders_from_the_base(tmp_path:
     assert len(dm.items["train"]) == 9 and dm.items["test"] == ["e_000000", "e_000001", "e_000002"]
     batch = next(iter(dm.test_dataloader()))
     assert batch["value"].tolist() == [0, 1, 2] and batch["frame_id"] == dm.items["test"]
+
+
+class _ListFamily(_TextFamily):
+    """A subclass with container arguments of its own, as Hydra passes them (DictConfig / ListConfig)."""
+
+    def __init__(self, groups: list[str] | None = None, weights: dict | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.groups, self.weights = groups, weights
+
+
+def test_hyperparameters_are_plain_containers_that_load_weights_only(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    dm = _ListFamily(
+        groups=OmegaConf.create(["a", "b"]), weights=OmegaConf.create({"x": 1.0}), faceworld=OmegaConf.create({"n": 2})
+    )
+    assert dm.hparams["groups"] == ["a", "b"] and type(dm.hparams["groups"]) is list
+    assert type(dm.hparams["weights"]) is dict and type(dm.hparams["faceworld"]) is dict
+    path = tmp_path / "hp.pt"
+    torch.save({"datamodule_hyper_parameters": dict(dm.hparams)}, path)
+    assert torch.load(path, weights_only=True)["datamodule_hyper_parameters"]["weights"] == {"x": 1.0}
