@@ -127,6 +127,10 @@ def test_l1_reconstruction_with_channels_and_mask_equals_a_loop() -> None:
     assert float(loss) == pytest.approx(100.0 * total / count)
     assert float(L1ReconstructionLoss()(pred, target)) == pytest.approx(float((pred - target).abs().mean()))
     assert float(L1ReconstructionLoss()(pred, target, torch.zeros(2, 1, 3, 3))) == 0.0
+    one_pixel = torch.zeros(2, 1, 3, 3)
+    one_pixel[1, 0, 2, 1] = 1.0
+    single = float((pred[1, 3, 2, 1] - target[1, 3, 2, 1]).abs())
+    assert float(L1ReconstructionLoss(channels=[3])(pred, target, one_pixel)) == pytest.approx(single)
     with pytest.raises(ValueError, match="differ"):
         L1ReconstructionLoss()(pred, target[:, :3])
 
