@@ -101,7 +101,7 @@ def test_readme_sweep_command_trains_its_first_job(name: str, quickstart_project
     assert reached, f"exit code {code}:\n{stderr}"
     (sweep,) = set(multiruns.iterdir()) - before
     config = read_checkpoint(sweep / "0" / "checkpoints" / "last.ckpt")["facesynth"]["config"]
-    assert config["data"]["image_size"] == 128 and config["trainer"]["max_epochs"] == 6  # the quick start
+    assert config["data"]["image_size"] == 128 and config["trainer"]["max_epochs"] == 9  # the quick start
     if name == "values":
         assert config["model"]["optimizer_g"]["lr"] == pytest.approx(1e-4)
     else:
