@@ -94,6 +94,8 @@ def describe_user_error(err: BaseException) -> str | None:
             return _one_line(inner)
     if isinstance(err, InstantiationException):
         cause = err.__cause__
+        if type(cause).__name__ == "MisconfigurationException":  # Lightning rejecting a Trainer argument
+            return _one_line(cause)
         if cause is None or isinstance(cause, TypeError | ImportError | AttributeError | ValueError):
             return _one_line(err) + (f" ({_one_line(cause)})" if cause is not None else "")
         return None

@@ -126,8 +126,10 @@ class GANModule(SystemHooks, NetworksMixin, TablesMixin, TrainingMixin, Evaluati
         self.loss_weights = weight_table(loss_weights, "model.loss_weights")
         d_weights = {"real": 0.5, "fake": 0.5} if discriminator_loss_weights is None else discriminator_loss_weights
         self.discriminator_loss_weights = weight_table(d_weights, "model.discriminator_loss_weights")
+        self.optimizer_config_keys: dict[str, str] = {}  # update name -> the config key its optimizer came from
         if updates is None:
             specs = self._default_updates(optimizer_g, optimizer_d)
+            self.optimizer_config_keys = {"G": "model.optimizer_g", "D": "model.optimizer_d"}
             self.execution_order = [u.name for u in specs]
             if update_order == "d_first":
                 self.execution_order.reverse()

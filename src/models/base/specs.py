@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import hydra
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
@@ -47,7 +48,12 @@ def build(spec: Any, what: str) -> Any:
     if spec is None or isinstance(spec, nn.Module) or callable(spec):
         return spec
     if isinstance(spec, Mapping) and "_target_" in spec:
-        return hydra.utils.instantiate(spec)
+        try:
+            return hydra.utils.instantiate(spec)
+        except InstantiationException as err:  # a constructor rejecting its arguments: name the config key
+            if isinstance(err.__cause__, ValueError | TypeError):
+                raise UserError(f"{what}: {str(err.__cause__).strip().splitlines()[0]}") from err
+            raise
     raise UserError(f"{what}: expected a config with _target_ (or an object), got {type(spec).__name__}")
 
 

@@ -77,10 +77,13 @@ class TrainingMixin:
         for update in self.update_specs:
             if update.shares_optimizer:
                 continue
-            what = f"model.updates ({update.name}).optimizer"
+            what = self.optimizer_config_keys.get(update.name, f"model.updates ({update.name}).optimizer")
             factory = build(update.optimizer, what)
             params = [p for name in update.parameters for p in self.network(name).parameters()]
-            optimizer = factory(params=params)
+            try:
+                optimizer = factory(params=params)
+            except (ValueError, TypeError) as err:  # e.g. a negative learning rate
+                raise UserError(f"{what}: {str(err).strip().splitlines()[0]}") from err
             optimizers.append(optimizer)
             scheduler = default_scheduler if update.inherit_scheduler else build(update.scheduler, what)
             if scheduler is not None:

@@ -33,6 +33,14 @@ def _finish(module: nn.Module, init_gain: float, inference_norm: str, inference_
     set_norm_inference_mode(module, inference_norm, inference_dropout)
 
 
+def check_widths(**widths: int) -> None:
+    """Channel widths (ngf, ndf, ...) must be >= 1: a 0-filter conv builds fine and only fails at the first forward,
+    where the error would point at the input size instead."""
+    for name, value in widths.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
 class UnetSkipBlock(nn.Module):
     """One U-Net level: ``down`` -> ``submodule`` -> ``up``, concatenated with the block input (skip).
 
@@ -98,6 +106,7 @@ class UnetGenerator(nn.Module):
         inference_norm: str = "running",
         inference_dropout: bool = False,
     ) -> None:
+        check_widths(ngf=ngf)
         super().__init__()
         if num_downs < 5:
             raise ValueError(f"num_downs must be >= 5 (4 fixed outer levels + bottleneck), got {num_downs}")
@@ -167,6 +176,7 @@ class ResnetGenerator(nn.Module):
         inference_norm: str = "running",
         inference_dropout: bool = False,
     ) -> None:
+        check_widths(ngf=ngf)
         super().__init__()
         if n_blocks < 0:
             raise ValueError(f"n_blocks must be >= 0, got {n_blocks}")
@@ -238,6 +248,7 @@ class GlobalGenerator(nn.Module):
         init_gain: float = 0.02,
         inference_norm: str = "running",
     ) -> None:
+        check_widths(ngf=ngf)
         super().__init__()
         self.n_downsampling = n_downsampling
         self.model = nn.Sequential(*_global_layers(input_nc, output_nc, ngf, n_downsampling, n_blocks, norm, padding))
