@@ -23,6 +23,7 @@ from src.faceworld.writers.head2head import write_head2head_dataset
 from src.faceworld.writers.prnet import write_prnet_dataset
 from src.faceworld.writers.reenact import write_reenactment_dataset
 from src.faceworld.writers.rgbd import write_processed_dataset, write_unprocessed_capture
+from src.faceworld.writers.videos import write_faceforensics_raw
 from src.utils.errors import UserError
 
 
@@ -32,6 +33,23 @@ def _size_pair(text: str) -> tuple[int, int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH like 454x380, got {text!r}") from None
     return height, width
+
+
+def _width_height(text: str) -> tuple[int, int]:
+    """WIDTHxHEIGHT (video frame size, as video tools write it) -> (width, height)."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT like 640x360, got {text!r}") from None
+    return width, height
+
+
+def _compressions(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = sorted(set(names) - {"c0", "c23", "c40"})
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown compression(s) {unknown or [text]}; known: c0, c23, c40")
+    return names
 
 
 def _expressions(text: str) -> tuple[str, ...]:
@@ -93,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--frame-stride", type=int, default=5)
     p.add_argument("--pose-amplitude-deg", type=float, default=30.0)
+    p.add_argument("--max-yaw-deg", type=float, default=60.0, help="largest |yaw| of crops and true targets")
+    p.add_argument("--box-scale", type=float, default=1.5, help="crop side / landmark box side")
+    p.add_argument("--prefix", default="faceworld", help="dataset name in the folder names (<prefix>_crop_256)")
+    p.add_argument("--absolute-paths", action="store_true", help="pair lists with absolute paths (as the original)")
 
     p = layout("dfdn", "DFDN details: UV texture, true displacement / normals, patch pairs", write_details_dataset)
     p.add_argument("--num-identities", type=int, default=4)
@@ -100,10 +122,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--expressions", type=_expressions, default=DEFAULT_EXPRESSIONS, help=f"comma list of {', '.join(EXPRESSIONS)}"
     )
     p.add_argument("--test-identities", type=int, default=1)
-    p.add_argument("--map-size", type=int, default=512)
+    p.add_argument(
+        "--preset", choices=("original", "cpu"), default=None,
+        help="original: 4096 map, 256-px patches on a 64 stride (the paper's networks); cpu: 256 map, 32-px patches",
+    )  # fmt: skip
+    p.add_argument("--map-size", type=int, default=None, help="without a preset: 512")
     p.add_argument("--patch-size", type=int, default=None, help="default 256 if map-size >= 4096 else map-size / 8")
     p.add_argument("--stride", type=int, default=None, help="default patch-size / 4")
+    p.add_argument("--unwrap-size", type=int, default=None, help="side the photo is unwrapped at before resizing")
     p.add_argument("--displacement-scale-mm", type=float, default=2.0)
+
+    p = layout(
+        "faceforensics",
+        "FaceForensics++ raw layout: original_sequences/youtube/<c0|c23|c40>/videos/<id>.mp4 (+ per-frame truth)",
+        write_faceforensics_raw,
+    )
+    p.add_argument("--num-videos", type=int, default=4)
+    p.add_argument("--num-frames", type=int, default=100)
+    p.add_argument("--size", type=_width_height, default=(640, 360), help="WIDTHxHEIGHT of the videos")
+    p.add_argument("--compressions", type=_compressions, default=("c23",), help="comma list of c0, c23, c40")
+    p.add_argument("--fps", type=float, default=25.0)
 
     p = layout("prnet", "PRNet crop / position-map pairs (+ faces2one video pairs)", write_prnet_dataset)
     p.add_argument("--num-identities", type=int, default=4)
