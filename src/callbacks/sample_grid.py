@@ -30,6 +30,17 @@ def _take(batch: dict[str, Any], count: int) -> dict[str, Any]:
     return {k: v[:count] for k, v in batch.items()}
 
 
+def _joinable(first: dict[str, Any], second: dict[str, Any]) -> bool:
+    """Batches join along dim 0 only with the same keys and per-sample tensor shapes (video windows of different
+    lengths, or another region's patches of another size, start a grid of their own)."""
+    if set(first) != set(second):
+        return False
+    return all(
+        not isinstance(v, torch.Tensor) or (isinstance(second[k], torch.Tensor) and v.shape[1:] == second[k].shape[1:])
+        for k, v in first.items()
+    )
+
+
 def _concat(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
     return {
         k: torch.cat([v, second[k]]) if isinstance(v, torch.Tensor) else list(v) + list(second[k])
@@ -76,6 +87,8 @@ class SampleGridCallback(Callback):
             for loader in self._split_loaders(trainer):
                 collected: dict[str, Any] | None = None
                 for batch in loader:  # an empty split yields nothing: the next split is tried
+                    if collected is not None and not _joinable(collected, batch):
+                        break  # the grid shows the samples collected so far
                     collected = batch if collected is None else _concat(collected, batch)
                     if (
                         len(collected["frame_id"] if "frame_id" in collected else next(iter(collected.values())))

@@ -84,3 +84,34 @@ def test_loader_errors_are_not_hidden(tmp_path: Path, error: type[Exception]) ->
     val: Any = Broken() if error is OSError else DatasetError("data/processed: 3 problem(s) in the dataset")
     with pytest.raises(error, match=r"truncated PNG|3 problem"):
         render(tmp_path, Data(ToySequences(4), val))
+
+
+class Windows(Dataset):
+    """Validation windows of a video: the second one is shorter (the end of the stream)."""
+
+    def __init__(self) -> None:
+        self.items = ToySequences(2, seed=1).items
+        self.items[1] = {**self.items[1], "source": self.items[1]["source"][:2], "target": self.items[1]["target"][:2]}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.items[index]
+
+
+def test_batches_of_other_shapes_are_not_joined(tmp_path: Path) -> None:
+    """A shorter window would make torch.cat fail: the grid keeps the samples collected before it."""
+    module = GridToy(**toy_config())
+    module.statistics_fitted.fill_(True)
+    trainer = SimpleNamespace(
+        datamodule=Data(ToySequences(4), Windows()),
+        limit_val_batches=1.0,
+        val_dataloaders=None,
+        train_dataloader=None,
+        loggers=[],
+        global_step=0,
+        default_root_dir=str(tmp_path),
+    )
+    grid = SampleGridCallback(num_samples=3, output_dir=str(tmp_path)).render(trainer, module, tag="w")
+    assert module.gridded == ["seq_000"] and grid.shape == (8, 8, 3)

@@ -95,7 +95,7 @@ def _truncated_dataset(dataset: Path, tmp_path: Path) -> Path:
 BAD_INPUTS = {
     "unknown experiment": (
         lambda d, t: ["train.py", "experiment=nope"],
-        "Could not find 'experiment/nope'; Available options in 'experiment': rgbd_face",
+        "Could not find 'experiment/nope'; Available options in 'experiment': dfdn; ",
     ),
     "missing key": (lambda d, t: ["train.py", "model.loss_weights.nope=1"], "Key 'nope' is not in struct"),
     "missing ckpt": (lambda d, t: ["eval.py"], "ckpt is required"),
