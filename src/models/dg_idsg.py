@@ -38,7 +38,6 @@ from torch import nn
 
 from src.export.spec import ExportInput, ExportSpec
 from src.landmarks.drawing import draw_dg_landmarks
-from src.metrics import summarize
 from src.models.components.dg_idsg import CopyReferenceLandmarks, IDSGLandmarkHead
 from src.models.gan import Batch, GANModule
 from src.models.system import LOWER
@@ -114,6 +113,7 @@ class DGIDSGModule(GANModule):
         **dict.fromkeys(BUCKET_METRICS, LOWER),
     }
     HEADLINE_METRICS: ClassVar[tuple[str, ...]] = ("lm_error_px", *BUCKET_METRICS)
+    SUBSET_METRICS: ClassVar[tuple[str, ...]] = BUCKET_METRICS  # each bucket's own pairs
 
     def __init__(self, *args: Any, num_identities: int = 1, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -232,27 +232,6 @@ class DGIDSGModule(GANModule):
             inside = (yaw >= low) & ((yaw < high) | ((high == YAW_BUCKETS[-1][1]) & (yaw <= high)))
             metrics[bucket_name(low, high)] = torch.where(inside, error, torch.full_like(error, float("nan")))
         return metrics
-
-    def _finish_evaluation(self, stage: str) -> None:
-        """Yaw-bucket metrics are defined on their bucket's samples only (NaN elsewhere): they are summarised over
-        those samples here, after the base summarised the others (its summaries propagate NaN)."""
-        store = self._eval_store.get(stage)
-        subsets: dict[str, np.ndarray] = {}
-        if store:
-            for name in BUCKET_METRICS:
-                chunks = store["metrics"].pop(name, None)
-                if chunks:
-                    subsets[name] = torch.cat(chunks).numpy()
-        super()._finish_evaluation(stage)
-        results = self.eval_results.get(stage)
-        if results is None:
-            return
-        for name, values in subsets.items():
-            kept = values[np.isfinite(values)]
-            results.setdefault("subset_sizes", {})[name] = int(kept.size)
-            if kept.size:
-                results["summary"][name] = summarize(kept)
-                self.log(f"{stage}/{name}", results["summary"][name]["mean"], sync_dist=True)
 
     def baselines(self, datamodule: Any) -> dict[str, nn.Module]:
         """ "copy_reference": the reference's landmarks as the answer (ignores who the source is)."""

@@ -34,7 +34,6 @@ from torchmetrics.functional import peak_signal_noise_ratio, structural_similari
 
 from src.export.spec import ExportInput, ExportSpec
 from src.landmarks.drawing import draw_dg_landmarks
-from src.metrics import summarize
 from src.models.components.dg_face_features import load_idsg_generator
 from src.models.components.dg_idsg import eye_fix
 from src.models.gan import Batch, GANModule
@@ -94,6 +93,7 @@ class DGRFGModule(GANModule):
         "pose_expression_nme": LOWER,
     }
     HEADLINE_METRICS: ClassVar[tuple[str, ...]] = ("psnr", "ssim", "l1", "identity_distance", "pose_expression_nme")
+    SUBSET_METRICS: ClassVar[tuple[str, ...]] = DETECTOR_METRICS  # pairs where the detector found both faces
     PROGRESS_BAR_METRIC: ClassVar[str | None] = "psnr"
 
     def __init__(
@@ -228,27 +228,6 @@ class DGRFGModule(GANModule):
                     nme[index] = normalised_mean_error(mine, truth)
             metrics["pose_expression_nme"] = nme
         return metrics
-
-    def _finish_evaluation(self, stage: str) -> None:
-        """Detector-based metrics exist only where the detector found both faces (NaN elsewhere): summarised over
-        those samples, with their count, after the base summarised the rest (its summaries propagate NaN)."""
-        store = self._eval_store.get(stage)
-        subsets: dict[str, np.ndarray] = {}
-        if store:
-            for name in DETECTOR_METRICS:
-                chunks = store["metrics"].pop(name, None)
-                if chunks:
-                    subsets[name] = torch.cat(chunks).numpy()
-        super()._finish_evaluation(stage)
-        results = self.eval_results.get(stage)
-        if results is None:
-            return
-        for name, values in subsets.items():
-            kept = values[np.isfinite(values)]
-            results.setdefault("subset_sizes", {})[name] = f"{kept.size} of {values.size}"
-            if kept.size:
-                results["summary"][name] = summarize(kept)
-                self.log(f"{stage}/{name}", results["summary"][name]["mean"], sync_dist=True)
 
     def baselines(self, datamodule: Any) -> dict[str, nn.Module]:
         """ "rfg_on_reference": this trained RFG drawing the REFERENCE's landmarks (DG without IDSG)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -64,6 +64,10 @@ def evenly_spread(total: int, count: int) -> set[int]:
 
 class EvaluationMixin:
     """val / test / predict loops of the base; see the module docstring."""
+
+    # Metrics defined on some samples only (NaN elsewhere: a yaw bucket, a detector that may miss): summarised over
+    # the samples that have them, with their count in eval_results[stage]["subset_sizes"]; not kept per sample.
+    SUBSET_METRICS: ClassVar[tuple[str, ...]] = ()
 
     def generate_whole(self, batch: Batch, generator: Any) -> dict[str, Any]:
         """generate() through the training path: chunk by chunk with carried state, joined over time."""
@@ -140,15 +144,24 @@ class EvaluationMixin:
         if not store or not store["metrics"]:
             return
         per_sample = {name: torch.cat(chunks).numpy() for name, chunks in store["metrics"].items()}
+        subsets = {name: per_sample.pop(name) for name in self.SUBSET_METRICS if name in per_sample}
         summary = {name: summarize(values) for name, values in per_sample.items()}
         bar = self.progress_bar_metric or next(iter(summary))
         for name, stats in summary.items():
             self.log(f"{stage}/{name}", stats["mean"], prog_bar=name == bar, sync_dist=True)
+        subset_sizes = {}
+        for name, values in subsets.items():
+            kept = values[np.isfinite(values)]
+            subset_sizes[name] = f"{kept.size} of {values.size}"
+            if kept.size:
+                summary[name] = summarize(kept)
+                self.log(f"{stage}/{name}", summary[name]["mean"], sync_dist=True)
         self.eval_results[stage] = {
             "frame_ids": store["frame_ids"],
             "per_sample": per_sample,
             "summary": summary,
             "samples": store["samples"],
+            **({"subset_sizes": subset_sizes} if subset_sizes else {}),
         }
 
     def on_validation_epoch_start(self) -> None:
