@@ -46,7 +46,6 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
 from src.datamodules.base import FaceDataModule, check_choice, check_int, split_train_val
@@ -312,9 +311,6 @@ class DGDataModule(FaceDataModule):
         cache_images: bool = False,
         **kwargs: Any,
     ) -> None:
-        # Plain containers in the stored hyper-parameters: checkpoints load with weights_only=True.
-        if isinstance(kwargs.get("faceworld"), DictConfig):
-            kwargs["faceworld"] = OmegaConf.to_container(kwargs["faceworld"], resolve=True)
         images = [str(name) for name in images]
         super().__init__(*args, **kwargs)
         if landmark_dims not in LANDMARK_DIMS:

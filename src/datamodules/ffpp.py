@@ -65,8 +65,6 @@ class FFPPDataModule(Head2HeadDataModule):
     ) -> None:
         if isinstance(preprocess, DictConfig):  # plain containers: checkpoints store the hyper-parameters
             preprocess = OmegaConf.to_container(preprocess, resolve=True)
-        if isinstance(kwargs.get("faceworld"), DictConfig):
-            kwargs["faceworld"] = OmegaConf.to_container(kwargs["faceworld"], resolve=True)
         super().__init__(root, *args, **kwargs)
         check_choice("data.compression", compression, ("c0", "c23", "c40"))
         check_int("data.preprocess_workers", preprocess_workers, 0)

@@ -42,7 +42,6 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from src.convert.video.eyes import EYE_ROWS_70, draw_eye_image
@@ -316,10 +315,6 @@ class Head2HeadDataModule(FaceDataModule):
         eye_noise: bool = True,
         seed: int = 0,
     ) -> None:
-        # Plain containers in every __init__ frame: save_hyperparameters reads this frame's locals too, and checkpoints
-        # store the hyper-parameters and load with weights_only=True.
-        if isinstance(faceworld, DictConfig):
-            faceworld = OmegaConf.to_container(faceworld, resolve=True)
         super().__init__(
             root, image_size, batch_size, num_workers, pin_memory, val_fraction, split_by, split_seed, faceworld,
             cache_dir, max_listed_problems,

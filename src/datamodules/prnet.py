@@ -34,7 +34,6 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
 from src.datamodules.base import FaceDataModule, split_train_val
@@ -187,8 +186,6 @@ class PRNetDataModule(FaceDataModule):
         test_list: str | None = None,
         **kwargs: Any,
     ) -> None:
-        if isinstance(kwargs.get("faceworld"), DictConfig):  # Lightning also records this frame's kwargs
-            kwargs["faceworld"] = OmegaConf.to_container(kwargs["faceworld"], resolve=True)
         super().__init__(*args, **kwargs)
         # Plain values beside the base's hyper-parameters (checkpoints load with weights_only=True).
         self.hparams.update(uv_data=uv_data, train_list=train_list, test_list=test_list)
