@@ -27,27 +27,19 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.apps.faces2one.network import PositionMapNetwork
+from src.apps.faces2one.network import PositionMapNetwork, mean_face_position_map
 from src.apps.faces2one.pipeline import TransferSettings, run_transfer
-from src.faceworld.writers.common import video_camera, world_for
-from src.faceworld.writers.prnet import prnet_crop_camera, prnet_position_map
 from src.faceworld.writers.videos import write_talking_head_video
 from src.io.atomic import write_text_atomic
 from src.landmarks.detectors.base import build_detector
 from src.models.components.prnet_resfcn import ResFCN256
-from src.models.components.prnet_uv import build_uv_data
 
 
 class RandomWeightsMeanFace:
     """resfcn256 with random weights for the cost; FaceWorld's neutral face map as the answer."""
 
     def __init__(self, size: int, base_channels: int) -> None:
-        world = world_for(256, size)
-        params = world.neutral_params(0)
-        camera = prnet_crop_camera(world, params, video_camera(), size)
-        rendered = world.render(params, camera, ("position_map",))["position_map"]
-        self.map = prnet_position_map(rendered, world.uv_face_mask())
-        self.uv = build_uv_data(world.uv_face_mask(), world.uv_keypoint_indices())
+        self.map, self.uv = mean_face_position_map(size)
         self.size = size
         self.network = ResFCN256(base_channels=base_channels).eval()
 

@@ -14,10 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from src.faceworld.writers.common import video_camera, world_for
-from src.faceworld.writers.prnet import prnet_crop_camera, prnet_position_map
+from src.apps.faces2one.network import mean_face_position_map
 from src.faceworld.writers.videos import write_talking_head_video
-from src.models.components.prnet_uv import build_uv_data
 
 MAP_SIZE = 64
 VIDEO_SIZE = (256, 192)
@@ -35,12 +33,7 @@ class MeanFaceNetwork:
     """PositionMapNetwork's interface: (B,S,S,3) crops -> (B,S,S,3) the neutral face's crop position map."""
 
     def __init__(self, size: int = MAP_SIZE) -> None:
-        world = world_for(256, size)
-        params = world.neutral_params(0)
-        camera = prnet_crop_camera(world, params, video_camera(), size)
-        rendered = world.render(params, camera, ("position_map",))["position_map"]
-        self.map = prnet_position_map(rendered, world.uv_face_mask())
-        self.uv = build_uv_data(world.uv_face_mask(), world.uv_keypoint_indices())
+        self.map, self.uv = mean_face_position_map(size)
         self.size = size
         self.calls = 0
 

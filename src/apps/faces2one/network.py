@@ -97,3 +97,17 @@ class PositionMapNetwork:
             finally:
                 torch.set_num_threads(previous)
         return np.ascontiguousarray(out.transpose(0, 2, 3, 1))
+
+
+def mean_face_position_map(size: int) -> tuple[np.ndarray, UVData]:
+    """FaceWorld's neutral face as PRNet sees it: its crop position map at `size` and the matching uv data (the
+    answer of stand-in networks in the app's tests and benchmarks). FaceWorld is imported here only."""
+    from src.faceworld.writers.common import video_camera, world_for
+    from src.faceworld.writers.prnet import prnet_crop_camera, prnet_position_map
+
+    world = world_for(256, size)
+    params = world.neutral_params(0)
+    camera = prnet_crop_camera(world, params, video_camera(), size)
+    rendered = world.render(params, camera, ("position_map",))["position_map"]
+    position_map = prnet_position_map(rendered, world.uv_face_mask())
+    return position_map, build_uv_data(world.uv_face_mask(), world.uv_keypoint_indices())
