@@ -12,7 +12,6 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-import torch
 
 from src.apps.faces2one.network import mean_face_position_map
 from src.faceworld.writers.videos import write_talking_head_video
@@ -22,11 +21,8 @@ VIDEO_SIZE = (256, 192)
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):  # tests/conftest.py
     yield
-    torch.set_num_threads(previous)
 
 
 class MeanFaceNetwork:

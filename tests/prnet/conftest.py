@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from src.faceworld.writers.prnet import write_prnet_dataset
 
@@ -13,11 +12,8 @@ TINY_SIZE = 32
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):  # tests/conftest.py
     yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Export checks compare traced / ONNX outputs with eager ones: one torch thread keeps both deterministic."""
+"""Fixtures shared by every test folder."""
 
 import pytest
 import torch
@@ -6,6 +6,7 @@ import torch
 
 @pytest.fixture
 def one_thread():
+    """One torch thread for the test (restored after): deterministic sums (export vs eager) and honest CPU cost."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
