@@ -23,7 +23,7 @@ from src.models.components.flownet2 import (
 from src.models.components.flownet2_ops import channel_norm, correlation, naive_correlation, resample2d
 from src.utils.errors import CheckpointError
 
-TSV = Path(__file__).resolve().parents[3] / "shared" / "reference" / "flownet2-state-dict.tsv"
+TSV = Path(__file__).resolve().parent / "data" / "flownet2-state-dict.tsv"
 
 
 def reference_shapes() -> dict[str, tuple[int, ...]]:

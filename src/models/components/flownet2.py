@@ -4,7 +4,7 @@ vid2vid and Head2Head use a frozen FlowNet2 for the reference flow of their warp
 The stack: FlowNetC -> warp -> FlowNetS -> warp -> FlowNetS, FlowNetSD in parallel, and a fusion net; 162,518,834
 parameters (about 620 MB in fp32). Module and key names follow the original (`flownetc.conv1.0.weight`, ...), so
 `FlowNet2_checkpoint.pth.tar` ({'state_dict': ...}) loads with no missing or unexpected key
-(../shared/reference/flownet2-state-dict.tsv lists all 220). Its CUDA layers are tensor code (flownet2_ops.py).
+(tests/flownet2/data/flownet2-state-dict.tsv lists all 220). Its CUDA layers are tensor code (flownet2_ops.py).
 
 Faithful details: LeakyReLU(0.1) after every conv / deconv of the encoders and decoders, none after the
 `inter_conv`s; FlowNetS's upsampling deconvs have no bias; the SD branch's flow is DIVIDED by div_flow before the
