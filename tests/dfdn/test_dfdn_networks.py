@@ -60,6 +60,24 @@ def test_pca_path_uses_the_fixed_basis():
         assert not torch.allclose(net(texture)[0], refined)
 
 
+def test_residual_refiner_starts_at_the_pca_output_and_learns():
+    """residual=True zero-initialises the PDRM's last layer: before training the refined output IS the PCA output
+    (the direct refiner's is not); one Adam step on an L1 loss moves it off (the zero layer still learns)."""
+    torch.manual_seed(0)
+    texture = torch.randn(4, 1, 32, 32)
+    net = small_net(residual=True)
+    net.pca_mean.copy_(torch.linspace(-0.1, 0.1, 32 * 32))
+    net.pca_basis.copy_(torch.randn(32 * 32, 3) * 0.05)
+    refined, pca = net(texture)
+    assert torch.equal(refined, pca)
+    assert float(small_net().pdrm.unet.up[1].weight.abs().sum()) > 0  # the paper's refiner keeps its random init
+    optimizer = torch.optim.Adam(net.pdrm.parameters(), lr=1e-3)
+    (net(texture)[0] - 0.2).abs().mean().backward()
+    optimizer.step()
+    refined, pca = net(texture)
+    assert (refined - pca).abs().max() > 1e-4
+
+
 def test_unet_checks_its_side_and_regions_route():
     try:
         small_net(patch_size=40)

@@ -86,6 +86,13 @@ class DetailUnet(nn.Module):
         self.unet = level
         init_weights(self, init_gain)
 
+    def zero_output(self) -> None:
+        """Zero the last (transposed) convolution: the net then outputs tanh(0) = 0 until it learns otherwise."""
+        last = self.unet.up[1]
+        nn.init.zeros_(last.weight)
+        if last.bias is not None:
+            nn.init.zeros_(last.bias)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.unet(x)
 
@@ -112,7 +119,8 @@ class RegionDetailNet(nn.Module):
 
     forward(texture (B,1,p,p)) -> (refined (B,1,p,p), pca (B,1,p,p)); both in [-1, 1] units of the displacement
     encoding (the PCA output is clamped to that range). residual=True (not the original): refined = PCA + PDRM
-    output, so a short training starts from the PCA output instead of a random one (same parameters)."""
+    output with the PDRM's last layer zero-initialised, so a short training starts exactly at the PCA output
+    instead of the PCA output plus a random image (same parameters)."""
 
     def __init__(
         self,
@@ -136,6 +144,8 @@ class RegionDetailNet(nn.Module):
         self.pdim = DetailUnet(1, 1, pdim_downs, pdim_ngf, norm)
         self.fc = CoefficientHead(patch_size, fc_hidden, num_components)
         self.pdrm = DetailUnet(2, 1, pdrm_downs, pdrm_ngf, norm)
+        if residual:
+            self.pdrm.zero_output()
         dim = patch_size * patch_size
         # The fixed PCA basis (fitted by the system from training patches; zeros until then).
         self.register_buffer("pca_mean", torch.zeros(dim))
