@@ -5,7 +5,8 @@
 #   bench/mutation.sh <target> [<target> ...]      e.g. bench/mutation.sh metrics losses gate rgbd_layout
 #   bench/mutation.sh --list                        the targets, the files they mutate and the tests they run
 #
-# Mutants are written into a fresh copy of the repository (${MUTATION_DIR:-/tmp/facesynth-mutation}/<target>),
+# Mutants are written into a fresh copy of one commit (MUTATION_COMMIT, default HEAD: `git archive`, so other
+# people's uncommitted edits in the checkout never leak into a run) in ${MUTATION_DIR:-/tmp/facesynth-mutation}/<target>,
 # never into the checkout. Each target runs only the tests that exercise its code, on one thread, stopping at the
 # first failure (-x). MUTATION_ARGS="--every 3" tests every third mutant (a sample). Results: <dir>/<target>.json (every mutant, its status and change) and <dir>/<target>.log.
 set -euo pipefail
@@ -14,6 +15,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-$REPO/.venv/bin/python}"
 
 WORK="${MUTATION_DIR:-/tmp/facesynth-mutation}"
+COMMIT="$(git -C "$REPO" rev-parse "${MUTATION_COMMIT:-HEAD}")"
 
 # The targets and the tests each one runs live in bench/mutation_run.py (TARGETS).
 declare -A TARGETS=()
@@ -36,10 +38,9 @@ for target in "$@"; do
   copy="$WORK/$target"
   rm -rf "$copy"
   mkdir -p "$copy"
-  # A fresh copy of sources, configs and tests: mutants are written into it, never into the checkout.
-  tar -C "$REPO" --exclude ./.git --exclude ./.venv --exclude ./data --exclude ./logs --exclude ./outputs \
-    --exclude '__pycache__' -cf - . | tar -C "$copy" -xf -
-  echo "== $target (copy: $copy)" >&2
-  (cd "$copy" && MUTATION_IN_COPY=1 PYTHONPATH="$copy" "$PYTHON" bench/mutation_run.py "$target" \
+  # A fresh copy of one commit's sources, configs and tests: mutants are written into it, never into the checkout.
+  git -C "$REPO" archive --format=tar "$COMMIT" | tar -C "$copy" -xf -
+  echo "== $target (commit $COMMIT, copy: $copy)" >&2
+  (cd "$copy" && MUTATION_IN_COPY=1 MUTATION_COMMIT="$COMMIT" PYTHONPATH="$copy" "$PYTHON" bench/mutation_run.py "$target" \
     --out "$WORK/$target.json" ${MUTATION_ARGS:-} | tee "$WORK/$target.log")
 done

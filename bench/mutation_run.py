@@ -24,7 +24,15 @@ import sys
 import time
 from pathlib import Path
 
-# target -> (files or folders to mutate, tests that exercise them: the kill tests first, they fail fastest)
+# target -> (files or folders to mutate, tests that exercise them: the kill tests first, they fail fastest).
+# Tests may be node ids (file::test): slow entry-point tests (run_cli, subprocesses, ONNX of big nets) are left out,
+# so a surviving mutant (it runs the whole list) costs a few CPU-seconds.
+_CKPT_SAFETY = "tests/entrypoints/test_checkpoint_safety.py::"
+_EXPORT_CKPT = "tests/export/test_export_checkpoint.py::"
+_GENERIC_COMPONENTS = [
+    f"src/models/components/{name}.py"
+    for name in ("backbones", "discriminators", "generators", "importers", "norms", "rgbd_masking")
+]
 TARGETS: dict[str, tuple[list[str], list[str]]] = {
     "metrics": (["src/metrics"], ["tests/mutation_kills/test_metrics_kills.py", "tests/metrics"]),
     "losses": (["src/losses"], ["tests/mutation_kills/test_losses_kills.py", "tests/losses"]),
@@ -33,16 +41,78 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
     "rgbd_layout": (["src/io/rgbd_layout.py"], ["tests/mutation_kills/test_rgbd_layout_kills.py"]),
     "checkpoint": (
         ["src/utils/checkpoint.py"],
-        ["tests/mutation_kills/test_training_kills.py", "tests/entrypoints/test_checkpoints.py"],
+        [
+            "tests/mutation_kills/test_checkpoint_kills.py",
+            "tests/mutation_kills/test_training_kills.py::test_a_checkpoint_that_runs_code_is_refused_and_does_not_run",
+            f"{_CKPT_SAFETY}test_atomic_save_replaces_the_file_and_keeps_normal_permissions",
+            f"{_CKPT_SAFETY}test_a_pickle_that_would_run_code_is_refused_with_one_line",
+            f"{_CKPT_SAFETY}test_our_checkpoints_load_weights_only_with_no_allow_listed_globals",
+            "tests/entrypoints/test_checkpoints.py",
+        ],
     ),
-    "export": (["src/export"], ["tests/mutation_kills/test_export_kills.py", "tests/export"]),
-    "models_system": (["src/models/system.py", "src/models/gan.py"], ["tests/mutation_kills", "tests/base"]),
+    "export": (
+        ["src/export"],
+        [
+            "tests/mutation_kills/test_export_kills.py",
+            f"{_EXPORT_CKPT}test_checkpoint_export_rebuilds_the_module_and_matches_its_deployable_network",
+            f"{_EXPORT_CKPT}test_raw_generator_export_with_explicit_image_size",
+            "tests/export/test_export_generator.py::test_export_that_differs_from_eager_fails_and_keeps_previous_files",
+        ],
+    ),
+    # src/models: the shared base, the system hooks, rgbd_face, the generic components, then one target per system
+    # (its model file and its own components, with its fast model-level tests).
+    "models_base": (["src/models/base"], ["tests/mutation_kills/test_training_kills.py", "tests/base"]),
+    "models_system": (
+        ["src/models/system.py"],
+        ["tests/base", f"{_EXPORT_CKPT}test_raw_generator_export_with_explicit_image_size"],
+    ),
     "models_rgbd": (
         ["src/models/rgbd_face.py"],
-        ["tests/mutation_kills/test_training_kills.py", "tests/framework/test_framework_gan.py"],
+        [
+            "tests/mutation_kills/test_training_kills.py",
+            "tests/base/test_rgbd_face_pinned.py",
+            "tests/framework/test_framework_gan.py",
+        ],
     ),
-    "models_base": (["src/models/base"], ["tests/mutation_kills/test_training_kills.py", "tests/base"]),
-    "models_components": (["src/models/components"], ["tests/mutation_kills", "tests/components"]),
+    "models_components": (_GENERIC_COMPONENTS, ["tests/components"]),
+    "models_dfdn": (
+        ["src/models/dfdn.py", "src/models/components/dfdn_networks.py", "src/models/components/dfdn_render.py"],
+        ["tests/dfdn/test_dfdn_networks.py", "tests/dfdn/test_dfdn_render.py", "tests/dfdn/test_dfdn_system.py"],
+    ),
+    "models_dg": (
+        [
+            "src/models/dg_idsg.py",
+            "src/models/dg_rfg.py",
+            "src/models/components/dg_face_features.py",
+            "src/models/components/dg_idsg.py",
+            "src/models/components/dg_rfg.py",
+        ],
+        ["tests/dg/test_dg_networks.py", "tests/dg/test_dg_systems.py"],
+    ),
+    "models_head2head": (
+        [
+            "src/models/head2head.py",
+            "src/models/components/head2head_generator.py",
+            "src/models/components/head2head_parts.py",
+            "src/models/components/flownet2.py",
+            "src/models/components/flownet2_ops.py",
+        ],
+        ["tests/head2head/test_head2head_model.py", "tests/flownet2"],
+    ),
+    "models_prnet": (
+        [
+            "src/models/prnet.py",
+            "src/models/components/prnet_crop.py",
+            "src/models/components/prnet_resfcn.py",
+            "src/models/components/prnet_tf_bundle.py",
+            "src/models/components/prnet_uv.py",
+        ],
+        [
+            "tests/prnet/test_prnet_network.py",
+            "tests/prnet/test_prnet_system.py",
+            "tests/faces2one/test_network_formats.py",
+        ],
+    ),
 }
 # Imported once in the parent so that forked children start warm (never `src` / `tests`: those must see mutants).
 WARM_IMPORTS = ("numpy", "torch", "cv2", "scipy.ndimage", "skimage.metrics", "lightning", "hydra", "omegaconf", "av")
@@ -56,13 +126,16 @@ def source_files(paths: list[str]) -> list[Path]:
     return [f for f in files if f.name != "__init__.py" or f.stat().st_size > 200]
 
 
-def mutants_of(path: Path) -> list[tuple[int, str, str]]:
-    """(line number, original line, mutated source) of every mutmut mutant of one file."""
+def mutants_of(path: Path, every: int = 1) -> list[tuple[int, str, str]]:
+    """(line number, original line, mutated source) of every `every`-th mutmut mutant of one file, in file order.
+
+    Only the sampled mutants are built: mutmut re-parses the file for each one (3 CPU-min for all of src/models).
+    """
     from mutmut import ALL, Context, list_mutations, mutate
 
     ids = list_mutations(Context(filename=str(path), mutation_id=ALL, dict_synonyms=[]))
     out = []
-    for mutation_id in ids:
+    for mutation_id in ids[::every]:
         mutated, count = mutate(Context(filename=str(path), mutation_id=mutation_id, dict_synonyms=[]))
         if count:
             out.append((mutation_id.line_number + 1, mutation_id.line, mutated))
@@ -118,7 +191,7 @@ def main() -> int:
         with contextlib.suppress(ImportError):
             __import__(name)
     paths, tests = TARGETS[args.target]
-    tests = [t for t in tests if Path(t).exists()]
+    tests = [t for t in tests if Path(t.split("::")[0]).exists()]
     baseline, seconds = run_tests_in_child(tests, 3600)
     if baseline != "survived":
         print(f"error: the tests fail without any mutation ({tests})", file=sys.stderr)
@@ -129,11 +202,9 @@ def main() -> int:
     tested = 0
     for path in source_files(paths):
         original = path.read_text()
-        for index, (line_number, _line, mutated) in enumerate(mutants_of(path)):
+        for line_number, _line, mutated in mutants_of(path, args.every):
             if args.limit is not None and tested >= args.limit:
                 break
-            if index % args.every:
-                continue
             path.write_text(mutated)
             try:
                 status, took = run_tests_in_child(tests, timeout)
@@ -142,7 +213,9 @@ def main() -> int:
             tested += 1
             diff = [d for d in difflib.unified_diff(original.splitlines(), mutated.splitlines(), lineterm="", n=0)]
             change = " -> ".join(d[1:].strip() for d in diff if d[:1] in "+-" and d[:3] not in ("---", "+++"))
-            results.append({"file": str(path), "line": line_number, "status": status, "change": change})
+            results.append(
+                {"file": str(path), "line": line_number, "status": status, "seconds": round(took, 1), "change": change}
+            )
             print(f"{status:8s} {path}:{line_number} {took:5.1f}s  {change[:150]}", flush=True)
     by_file: dict[str, dict[str, int]] = {}
     for r in results:
@@ -150,7 +223,9 @@ def main() -> int:
     total = {k: sum(c[k] for c in by_file.values()) for k in ("killed", "timeout", "survived")}
     n = sum(total.values())
     rate = (total["killed"] + total["timeout"]) / n if n else float("nan")
-    summary = {"target": args.target, "tests": tests, "every": args.every, "by_file": by_file, "total": total}
+    commit = os.environ.get("MUTATION_COMMIT", "unknown")
+    summary = {"target": args.target, "commit": commit, "tests": tests, "every": args.every}
+    summary.update({"by_file": by_file, "total": total})
     summary["kill_rate"] = rate
     out = args.out or Path(f"mutation-{args.target}.json")
     out.write_text(json.dumps({**summary, "mutants": results}, indent=1))
