@@ -47,6 +47,7 @@ from src.models.components.head2head_parts import (
     sequence_mouth_apd,
     skipped_windows,
 )
+from src.models.components.head2head_refit import REFIT_DISTANCES, FaceRefitter, refit_distances
 from src.models.gan import Batch, GANModule
 from src.models.system import LOWER
 from src.utils.errors import UserError
@@ -79,6 +80,8 @@ class Head2HeadModule(GANModule):
     n_frames_d: frames per temporal-D window (3).
     sequence_length: {start, double_every, max} of the training curriculum, or None (whole sequences).
     eval_flicker: compute the flicker metric in val / test (needs the flow estimator on the real frames).
+    eval_refit: compute the expression / pose / identity distances by re-fitting the 3DMM to real and generated
+        frames in val / test (mediapipe landmarks + src.geometry.sequence_fitting; head2head_refit.py).
     """
 
     GENERATOR_TERMS: ClassVar[tuple[str, ...]] = ("vgg", "warp", "l1")
@@ -97,8 +100,13 @@ class Head2HeadModule(GANModule):
         "mouth_apd": LOWER,
         "flicker": LOWER,
         "empty_nmfc_frames": LOWER,
+        "expression_distance": LOWER,
+        "pose_distance_deg": LOWER,
+        "identity_distance": LOWER,
+        "refit_missing_frames": LOWER,
     }
-    HEADLINE_METRICS: ClassVar[tuple[str, ...]] = ("apd", "mapd", "mouth_apd", "flicker")
+    HEADLINE_METRICS: ClassVar[tuple[str, ...]] = ("apd", "mapd", "mouth_apd", "flicker", *REFIT_DISTANCES)
+    SUBSET_METRICS: ClassVar[tuple[str, ...]] = REFIT_DISTANCES  # clips where both videos have faces to fit
     PROGRESS_BAR_METRIC: ClassVar[str | None] = "apd"
 
     def __init__(
@@ -108,6 +116,7 @@ class Head2HeadModule(GANModule):
         n_frames_d: int = 3,
         sequence_length: Mapping[str, Any] | None = None,
         eval_flicker: bool = True,
+        eval_refit: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -129,6 +138,7 @@ class Head2HeadModule(GANModule):
         self.history_frames = max([s * (self.n_frames_d - 1) for s in self.temporal_skips.values()], default=0)
         self.curriculum = self._parse_curriculum(sequence_length)
         self.eval_flicker = bool(eval_flicker)
+        self.refitter = FaceRefitter() if eval_refit else None
         needs_flow = bool(self.temporal_skips) or "warp" in self._active_generator_terms() or self.eval_flicker
         if needs_flow and flow_estimator is None:
             raise UserError("model.flow_estimator is required (warp loss, temporal discriminators or flicker)")
@@ -324,6 +334,8 @@ class Head2HeadModule(GANModule):
         }
         if self.eval_flicker and self.flow_estimator is not None:
             metrics["flicker"] = sequence_flicker(fake, real, self.flow_estimator)
+        if self.refitter is not None:
+            metrics.update(refit_distances(fake, real, self.refitter))
         return metrics
 
     def baselines(self, datamodule: Any) -> dict[str, nn.Module]:
