@@ -54,6 +54,8 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
         ["src/export"],
         [
             "tests/mutation_kills/test_export_kills.py",
+            "tests/export/test_export_generator.py::test_bad_requests_are_one_line_errors",
+            "tests/export/test_export_modules.py::test_declaration_mismatches_are_one_line_errors",
             f"{_EXPORT_CKPT}test_checkpoint_export_rebuilds_the_module_and_matches_its_deployable_network",
             f"{_EXPORT_CKPT}test_raw_generator_export_with_explicit_image_size",
             "tests/export/test_export_generator.py::test_export_that_differs_from_eager_fails_and_keeps_previous_files",
