@@ -57,7 +57,13 @@ class RGBDFaceModule(GANModule):
     background_threshold: generated depth below this ([-1, 1] units) is background (GENERATED_BACKGROUND_THRESHOLD).
     lpips_metric: optional `_target_` config of src.metrics.LPIPSMetric for val / test (needs backbone weights;
         when they are missing the metric is skipped with a warning, never silently).
+    mirror_probability: in training, each sample's drawing, RGBD and face mask are mirrored left-right together
+        with this probability (0 = off). A mirrored face is another plausible face (FaceWorld's poses and lights
+        are left-right symmetric, the principal point is centred), so the model sees up to twice as many faces
+        for no data-generation cost. Validation, test and export never mirror.
     """
+
+    MIRRORED_KEYS: ClassVar[tuple[str, ...]] = ("feature", "rgbd", "face_mask")
 
     GENERATOR_TERMS: ClassVar[tuple[str, ...]] = ("gan", "fm", "l1", "lpips", "vgg", "depth_l1_mm", "depth_grad")
     DISCRIMINATOR_TERMS: ClassVar[tuple[str, ...]] = ("real", "fake")
@@ -79,11 +85,15 @@ class RGBDFaceModule(GANModule):
         depth_mask_rule: str = "prediction",
         background_threshold: float = GENERATED_BACKGROUND_THRESHOLD,
         lpips_metric: Mapping | None = None,
+        mirror_probability: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         if depth_mask_rule not in DEPTH_MASK_RULES:
             raise UserError(f"model.depth_mask_rule must be one of {DEPTH_MASK_RULES}, got {depth_mask_rule!r}")
+        if not 0.0 <= mirror_probability <= 1.0:
+            raise UserError(f"model.mirror_probability must be in [0, 1], got {mirror_probability}")
+        self.mirror_probability = float(mirror_probability)
         self.depth_mask_rule = depth_mask_rule
         self.background_threshold = background_threshold
         self.lpips_metric: nn.Module | None = None
@@ -96,6 +106,20 @@ class RGBDFaceModule(GANModule):
                 log.warning(f"LPIPS metric disabled: {str(cause).splitlines()[0] if str(cause) else cause!r}")
 
     # ------------------------------------------------------------------ forward and losses
+    def training_step(self, batch: Batch, batch_idx: int) -> None:
+        if self.mirror_probability > 0.0:
+            batch = self.mirror_samples(batch, torch.rand(batch["feature"].shape[0]) < self.mirror_probability)
+        super().training_step(batch, batch_idx)
+
+    def mirror_samples(self, batch: Batch, chosen: torch.Tensor) -> Batch:
+        """The batch with the samples where `chosen` (N,) is True mirrored left-right (MIRRORED_KEYS only)."""
+        mirrored = dict(batch)
+        for key in self.MIRRORED_KEYS:
+            if key in batch:
+                where = chosen.to(batch[key].device).view(-1, *([1] * (batch[key].dim() - 1)))
+                mirrored[key] = torch.where(where, batch[key].flip(-1), batch[key])
+        return mirrored
+
     def generate(self, batch: Batch, generator: nn.Module) -> dict[str, torch.Tensor]:
         raw = generator(batch["feature"])
         real = batch["rgbd"]
