@@ -312,3 +312,54 @@ def test_a_tiny_onnx_export_matches_eager_with_its_named_inputs(tmp_path: Path) 
     weight, bias = spec_.module.weight.detach().numpy()[:, :, 0, 0], spec_.module.bias.detach().numpy()
     naive = np.einsum("oc,bchw->bohw", weight, x) + bias[None, :, None, None]
     np.testing.assert_allclose(session.run(None, {"drawing": x})[0], naive, atol=1e-6)
+
+
+def test_a_faceworld_run_names_its_cache_folder_and_unusable_settings_name_none(tmp_path: Path) -> None:
+    from src.datamodules.faceworld import faceworld_cache_path
+
+    settings = {"num_identities": 2, "expressions": ["neutral"], "test_identities": 1, "seed": 0}
+    target = "src.datamodules.dfdn.DFDNDataModule"
+    data = {"_target_": target, "cache_dir": str(tmp_path), "faceworld": {**settings, "workers": 1}}
+    assert dataset_root_of_run({"data": data}) == faceworld_cache_path(tmp_path, "dfdn", settings)
+    bad_workers = {**data, "faceworld": {**settings, "workers": -1}}
+    assert dataset_root_of_run({"data": bad_workers}) is None
+
+
+class _Drawn(nn.Module):
+    """A bare module with a generator and no export declaration (what export_checkpoint falls back to)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.generator = nn.Conv2d(1, 4, 1)
+
+
+def _fake_checkpoint(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
+    data = {"_target_": "src.datamodules.rgbd.RGBDDataModule", "root": str(root), "image_size": 8}
+    checkpoint = {"epoch": 3, "global_step": 7, "facesynth": {"config": {"data": data}}}
+    monkeypatch.setattr("src.export.checkpoint.load_module", lambda *_, **__: (_Drawn(), checkpoint))
+
+
+def test_checkpoint_export_records_provenance_and_warns_without_the_depth_encoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _fake_checkpoint(monkeypatch, tmp_path / "gone")
+    with caplog.at_level("WARNING", logger="src.export.checkpoint"):
+        manifest = export_checkpoint(tmp_path / "run.ckpt", tmp_path / "out", formats=("torchscript",))
+    assert f"Dataset config of the run not found ({tmp_path / 'gone'})" in caplog.text
+    assert manifest["checkpoint"] == str((tmp_path / "run.ckpt").resolve())
+    assert manifest["module"] == f"{__name__}._Drawn" and manifest["epoch"] == 3 and manifest["global_step"] == 7
+    assert manifest["dataset"] == str(tmp_path / "gone") and manifest["depth_encoding"] is None
+    assert manifest["input"]["shape"] == ["batch", 1, 8, 8]  # the run's data.image_size
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "config.txt").write_text("near_mm: 400\nfar_mm: 655\n")
+    _fake_checkpoint(monkeypatch, root)
+    caplog.clear()
+    manifest = export_checkpoint(tmp_path / "run.ckpt", tmp_path / "out2", formats=("torchscript",), image_size=4)
+    assert manifest["depth_encoding"] == {
+        "near_mm": 400.0,
+        "far_mm": 655.0,
+        "bits": 8,
+        "source": str(root / "config.txt"),
+    }
+    assert manifest["input"]["shape"] == ["batch", 1, 4, 4] and "not found" not in caplog.text
