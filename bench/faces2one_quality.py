@@ -13,7 +13,13 @@ Metrics per frame on that region (outputs decoded from the app's .mp4, written l
     flicker     mean |(out_t - out_t-1) - (truth_t - truth_t-1)| (levels) over pixels in the region at t and t-1:
                 temporal change the truth does not have; 0 = as steady as the truth
 LPIPS is not reported: its AlexNet backbone weights are not on this machine (nothing is downloaded).
-Rows: the app's settings (smoothing window 3 = default, 1 = none; Poisson on / off) and "kept video unchanged".
+Rows, each for smoothing window 3 (default) / 1 (none) and Poisson on / off:
+    predicted maps   the app end to end (detection + tracking, PRNet's crop, the network's position maps)
+    true maps        the same texture / render / blend steps (src.apps.faces2one.pipeline.compose_frame) on
+                     FaceWorld's TRUE position maps of both videos (no detector, crop or network): the steps' own
+                     error, so the gap to the predicted rows is the network's (and the crops')
+and "kept video unchanged". The truth lights A's albedo with B's light; a transfer carries A's shading in its
+texture, so even true maps differ from it by the light (and Poisson blending pulls the colours to B's border).
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ from skimage.metrics import structural_similarity
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.apps.faces2one.network import PositionMapNetwork
-from src.apps.faces2one.pipeline import TransferSettings, run_transfer
+from src.apps.faces2one.pipeline import TransferSettings, compose_frame, run_transfer, texture_index
+from src.apps.faces2one.transfer import UVSurface, VertexSmoother, take_texture
 from src.faceworld.sequences import talking_head
 from src.faceworld.writers.common import world_for
 from src.faceworld.writers.videos import video_camera_for, write_talking_head_video
@@ -53,20 +60,46 @@ def _frames(path: Path) -> list[np.ndarray]:
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
 
-def truth_frames(donor: int, kept: int, frames: int, size: tuple[int, int], seeds: tuple[int, int]):
-    """(truth frames, face regions) of kept video `kept` with donor `donor`'s appearance (module docstring)."""
+def truth_frames(donor: int, kept: int, frames: int, size: tuple[int, int], seeds: tuple[int, int], map_size: int):
+    """(truth frames, face regions, true position maps of the texture video, of the kept video) of kept video
+    `kept` with donor `donor`'s appearance (module docstring); maps in frame pixels at `map_size`."""
     world = world_for(256, 256)
+    maps_world = world_for(256, map_size)
     camera = video_camera_for(*size)
     donor_motion = talking_head(world, donor, frames, fps=25.0, seed=seeds[0])
     kept_motion = talking_head(world, kept, frames, fps=25.0, seed=seeds[1])
-    truths, regions = [], []
+    truths, regions, kept_maps = [], [], []
     for params in kept_motion:
         out = world.render(params, camera, ("rgb", "position_map"))
         swapped = world.render(params, camera, ("rgb",), appearance=donor_motion[0])["rgb"]
         region = position_map_footprint(out["position_map"], world.uv_face_mask(), *size)
         truths.append(np.where(region[..., None], swapped, out["rgb"]))
         regions.append(region)
-    return truths, regions
+        kept_maps.append(maps_world.render(params, camera, ("position_map",))["position_map"])
+    donor_maps = [maps_world.render(params, camera, ("position_map",))["position_map"] for params in donor_motion]
+    return truths, regions, donor_maps, kept_maps
+
+
+def transfer_with_true_maps(
+    kept_frames: list[np.ndarray],
+    texture_frames: list[np.ndarray],
+    kept_maps: list[np.ndarray],
+    texture_maps: list[np.ndarray],
+    surface: UVSurface,
+    settings: TransferSettings,
+) -> list[np.ndarray]:
+    """The app's per-frame steps after the network (smoothing, texture remap, render, blend) on given maps."""
+    kept_smoother = VertexSmoother(settings.smoothing_window, settings.smoothing_decay)
+    window = settings.smoothing_window if settings.smooth_texture_geometry else 1
+    texture_smoother = VertexSmoother(window, settings.smoothing_decay)
+    textures: dict[int, np.ndarray] = {}
+    outputs = []
+    for index, frame in enumerate(kept_frames):
+        j = texture_index(index, 25.0, 25.0, len(texture_frames))
+        if j not in textures:
+            textures[j], _ = take_texture(texture_frames[j], texture_smoother(texture_maps[j]), surface)
+        outputs.append(compose_frame(frame, textures[j], kept_smoother(kept_maps[index]), surface, settings))
+    return outputs
 
 
 def scores(outputs: list[np.ndarray], truths: list[np.ndarray], regions: list[np.ndarray]) -> dict[str, float]:
@@ -110,8 +143,9 @@ def main() -> None:
         network = RandomWeightsMeanFace(96, 2)
     else:
         network = PositionMapNetwork(args.prnet, threads=1)
-    rows: dict[str, list[dict[str, float]]] = {name: [] for name in (*VARIANTS, "kept video unchanged")}
-    counts: dict[str, list[int]] = {name: [] for name in VARIANTS}
+    surface = UVSurface.from_uv(network.uv)
+    rows: dict[str, list[dict[str, float]]] = {}
+    counts: dict[str, list[int]] = {}
     with build_detector("mediapipe") as detector:
         for pair in range(args.pairs):
             donor, kept = 100 + 2 * pair, 101 + 2 * pair
@@ -121,8 +155,9 @@ def main() -> None:
                 paths[name] = folder / f"{name}_{identity}_{args.frames}.mp4"
                 if not paths[name].is_file():
                     write_talking_head_video(paths[name], identity, args.frames, size=size, fps=25, seed=seed, crf=0)
-            truths, regions = truth_frames(donor, kept, args.frames, size, seeds)
-            rows["kept video unchanged"].append(scores(_frames(paths["reference"]), truths, regions))
+            truths, regions, donor_maps, kept_maps = truth_frames(donor, kept, args.frames, size, seeds, network.size)
+            kept_frames, texture_frames = _frames(paths["reference"]), _frames(paths["source"])
+            rows.setdefault("kept video unchanged", []).append(scores(kept_frames, truths, regions))
             for name, changes in VARIANTS.items():
                 out = folder / f"pair{pair}_{changes['smoothing_window']}_{int(changes['poisson'])}.mp4"
                 settings = TransferSettings(
@@ -130,8 +165,13 @@ def main() -> None:
                     threads=1, crf=0, preview=False, **changes,
                 )  # fmt: skip
                 stats = run_transfer(settings, detector, network)
-                counts[name].append(stats["transferred"])
-                rows[name].append(scores(_frames(out), truths, regions))
+                counts.setdefault(f"predicted maps, {name}", []).append(stats["transferred"])
+                rows.setdefault(f"predicted maps, {name}", []).append(scores(_frames(out), truths, regions))
+                true_out = transfer_with_true_maps(
+                    kept_frames, texture_frames, kept_maps, donor_maps, surface, settings
+                )
+                counts.setdefault(f"true maps, {name}", []).append(len(true_out))
+                rows.setdefault(f"true maps, {name}", []).append(scores(true_out, truths, regions))
     lines = [
         f"faces2one quality on FaceWorld ({args.pairs} pairs x {args.frames} frames, 640x480, PRNet {args.prnet})",
         "",

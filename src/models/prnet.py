@@ -32,12 +32,14 @@ from src.utils.visualize import make_grid
 NUM_KEYPOINTS = 68
 
 
-def add_logits(normalised: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
-    """sigmoid(logit(normalised) + logit(prior)): the network's sigmoid output moved by a prior map (log / log1p
-    rather than torch.logit, which ONNX lacks)."""
-    eps = 1e-6
-    x, p = normalised.clamp(eps, 1 - eps), prior.clamp(eps, 1 - eps)
-    return torch.sigmoid(torch.log(x) - torch.log1p(-x) + torch.log(p) - torch.log1p(-p))
+def add_prior(normalised: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+    """prior + (network's sigmoid output - 0.5): the mean map moved by an offset in (-0.5, 0.5) x 1.1 size.
+
+    Additive, not in logit space: a face shifted in the crop is the SAME offset at every texel, which a network
+    without biases makes easily from a spatially uniform feature; in logit space that offset would have to vary
+    with the mean map's value at each texel (measured: logit-space training stayed at the mean map for 200 steps,
+    the additive form fell from 0.206 to 0.152 NME in 300; docs/faces2one/comparison.md)."""
+    return prior + (normalised - 0.5)
 
 
 class PositionMapInPixels(nn.Module):
@@ -54,7 +56,7 @@ class PositionMapInPixels(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         out = self.network(image)
         if self.use_prior:
-            out = add_logits(out, self.prior)
+            out = add_prior(out, self.prior)
         return out * self.max_pos
 
 
@@ -99,9 +101,11 @@ class PRNetModule(GANModule):
 
     map_size: the position-map side (the dataset's; the fitted buffers have this shape).
     mean_prior: False (the original): the network's sigmoid output is the map. True (CPU quick start): the output
-        is sigmoid(logit(network) + logit(mean training map)) and the last batch norm starts with gamma 0, so an
-        untrained network answers the mean map and a short run learns only the differences from it. The layers and
-        parameters are the original's either way.
+        is the mean training map + (network's sigmoid output - 0.5) and the last batch norm starts with gamma 0, so
+        an untrained network answers the mean map and a short run learns only the differences from it. The layers
+        and parameters are the original's either way. Why additive: a bias-free conv net makes a spatially uniform
+        offset (the face shifted in the crop) easily, but not a fixed spatial pattern such as the mean map itself
+        (only zero padding carries position), and an offset in logit space would have to vary texel by texel.
     """
 
     GENERATOR_TERMS: ClassVar[tuple[str, ...]] = ("posmap",)
@@ -155,7 +159,7 @@ class PRNetModule(GANModule):
     def generate(self, batch: Batch, generator: nn.Module) -> dict[str, torch.Tensor]:
         out = generator(batch["image"])
         if self.mean_prior and not isinstance(generator, MeanPositionMap):  # the baseline is a whole answer
-            out = add_logits(out, self.mean_posmap)
+            out = add_prior(out, self.mean_posmap)
         return {"posmap": out}
 
     def generator_losses(self, batch: Batch, outputs: dict[str, Any], terms: frozenset[str]) -> dict:

@@ -292,11 +292,27 @@ def _one_frame(frame, other, j, kept, taken, textures, network, surface, setting
     if maps[0] is None or use is None:
         stats.passed_through += 1
         return None
+    out = compose_frame(frame, use, maps[0], surface, settings, timer)
+    stats.transferred += 1
+    return out
+
+
+def compose_frame(
+    frame: np.ndarray,
+    texture: np.ndarray,
+    frame_map: np.ndarray,
+    surface: UVSurface,
+    settings: TransferSettings,
+    timer: _Timer | None = None,
+) -> np.ndarray:
+    """The last steps of a frame: the UV texture rendered (z-buffer) on the kept frame's position map (frame
+    pixels), mask erosion, Poisson blending or a paste. Public so a benchmark can feed it TRUE position maps and
+    separate the network's error from these steps' own."""
+    timer = timer or _Timer()
     with timer("render"):
         height, width = frame.shape[:2]
-        rendered, covered, origin = render_texture(use, maps[0], surface, width, height)
+        rendered, covered, origin = render_texture(texture, frame_map, surface, width, height)
     with timer("blend"):
-        erosion = round(settings.erosion * surface.face_size(maps[0]))
+        erosion = round(settings.erosion * surface.face_size(frame_map))
         out, _ = blend(frame, rendered, covered, origin, erosion, settings.poisson)
-    stats.transferred += 1
     return out
