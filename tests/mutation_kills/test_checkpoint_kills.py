@@ -407,3 +407,34 @@ def test_resume_in_the_same_folder_changes_no_path() -> None:
     no_class = OmegaConf.create({"paths": {"output_dir": "/runs/a"}})
     restored, meta = ckpt.restore_run_config(no_class, {"facesynth": {"config": STORED}}, "c.ckpt", [])
     assert restored.model.lr == 0.2 and meta["overrides"] == []
+
+
+def test_the_temporary_file_is_hidden_beside_the_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dot-file with .tmp in the checkpoint's own folder: os.replace stays on one file system, and a half-written
+    file never looks like a checkpoint (*.ckpt) to a resume or a sweep's glob."""
+    made: list[str] = []
+    real_mkstemp = ckpt.tempfile.mkstemp
+
+    def recording_mkstemp(*args: Any, **kwargs: Any) -> tuple[int, str]:
+        fd, name = real_mkstemp(*args, **kwargs)
+        made.append(name)
+        return fd, name
+
+    monkeypatch.setattr(ckpt.tempfile, "mkstemp", recording_mkstemp)
+    ckpt.save_checkpoint_atomic({"state_dict": {}}, tmp_path / "last.ckpt")
+    (name,) = made
+    assert Path(name).parent == tmp_path and Path(name).name.startswith(".last.ckpt.") and name.endswith(".tmp")
+
+
+def test_messages_name_the_default_source_and_what_a_fine_tune_kept(caplog: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(CheckpointError, match=r"^checkpoint: not a facesynth checkpoint"):
+        ckpt.module_class_path({})
+    state = dict(_Student().state_dict())
+    del state["frozen.bias"]
+    with caplog.at_level("INFO", logger="src.utils.checkpoint"):
+        ckpt.load_weights(_Student(), state, "src.ckpt")
+    assert "Loaded 3 weight tensors from src.ckpt; kept as built: frozen.bias" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="src.utils.checkpoint"):
+        ckpt.load_weights(_Student(), _Student().state_dict(), "src.ckpt")
+    assert caplog.messages == ["Loaded 4 weight tensors from src.ckpt"]
