@@ -8,7 +8,9 @@
 # Mutants are written into a fresh copy of one commit (MUTATION_COMMIT, default HEAD: `git archive`, so other
 # people's uncommitted edits in the checkout never leak into a run) in ${MUTATION_DIR:-/tmp/facesynth-mutation}/<target>,
 # never into the checkout. Each target runs only the tests that exercise its code, on one thread, stopping at the
-# first failure (-x). MUTATION_ARGS="--every 3" tests every third mutant (a sample). Results: <dir>/<target>.json (every mutant, its status and change) and <dir>/<target>.log.
+# first failure (-x). MUTATION_ARGS="--every 3" tests every third mutant (a sample). After new kill tests,
+# MUTATION_SUFFIX=.recheck MUTATION_ARGS="--recheck $dir/<target>.json" tests only the earlier run's survivors
+# (results in <dir>/<target>.recheck.json). Results: <dir>/<target>.json (every mutant, its status and change) and <dir>/<target>.log.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,12 +37,13 @@ for target in "$@"; do
     echo "error: unknown target '$target' (bench/mutation.sh --list)" >&2
     exit 2
   fi
-  copy="$WORK/$target"
+  name="$target${MUTATION_SUFFIX:-}"
+  copy="$WORK/$name"
   rm -rf "$copy"
   mkdir -p "$copy"
   # A fresh copy of one commit's sources, configs and tests: mutants are written into it, never into the checkout.
   git -C "$REPO" archive --format=tar "$COMMIT" | tar -C "$copy" -xf -
   echo "== $target (commit $COMMIT, copy: $copy)" >&2
   (cd "$copy" && MUTATION_IN_COPY=1 MUTATION_COMMIT="$COMMIT" PYTHONPATH="$copy" "$PYTHON" bench/mutation_run.py "$target" \
-    --out "$WORK/$target.json" ${MUTATION_ARGS:-} | tee "$WORK/$target.log")
+    --out "$WORK/$name.json" ${MUTATION_ARGS:-} | tee "$WORK/$name.log")
 done

@@ -128,19 +128,23 @@ def source_files(paths: list[str]) -> list[Path]:
     return [f for f in files if f.name != "__init__.py" or f.stat().st_size > 200]
 
 
-def mutants_of(path: Path, every: int = 1) -> list[tuple[int, str, str]]:
-    """(line number, original line, mutated source) of every `every`-th mutmut mutant of one file, in file order.
+def mutants_of(path: Path, every: int = 1, only: set[int] | None = None) -> list[tuple[int, int, str]]:
+    """(index, line number, mutated source) of every `every`-th mutmut mutant of one file (or those in `only`).
 
-    Only the sampled mutants are built: mutmut re-parses the file for each one (3 CPU-min for all of src/models).
+    The index is the mutant's place in mutmut's file order (what --recheck uses to find it again). Only the sampled
+    mutants are built: mutmut re-parses the file for each one (3 CPU-min for all of src/models).
     """
     from mutmut import ALL, Context, list_mutations, mutate
 
     ids = list_mutations(Context(filename=str(path), mutation_id=ALL, dict_synonyms=[]))
+    wanted = sorted(only) if only is not None else range(0, len(ids), every)
     out = []
-    for mutation_id in ids[::every]:
-        mutated, count = mutate(Context(filename=str(path), mutation_id=mutation_id, dict_synonyms=[]))
+    for index in wanted:
+        if index >= len(ids):
+            continue
+        mutated, count = mutate(Context(filename=str(path), mutation_id=ids[index], dict_synonyms=[]))
         if count:
-            out.append((mutation_id.line_number + 1, mutation_id.line, mutated))
+            out.append((index, ids[index].line_number + 1, mutated))
     return out
 
 
@@ -180,6 +184,12 @@ def main() -> int:
     parser.add_argument(
         "--every", type=int, default=1, help="test every k-th mutant in file order (a systematic sample; 1 = all)"
     )
+    parser.add_argument(
+        "--recheck",
+        type=Path,
+        default=None,
+        help="test again only the surviving mutants of an earlier results JSON (after new kill tests)",
+    )
     args = parser.parse_args()
     if (Path(".git").exists() or Path(".venv").exists()) and not os.environ.get("MUTATION_IN_COPY"):
         print("error: run this in a throw-away copy of the repository (bench/mutation.sh)", file=sys.stderr)
@@ -202,9 +212,23 @@ def main() -> int:
     print(f"{args.target}: baseline {seconds:.1f} s; tests {' '.join(tests)}", flush=True)
     results = []
     tested = 0
+    recheck: dict[str, dict[int, str]] | None = None
+    if args.recheck is not None:  # {file: {index: change}} of the earlier run's survivors
+        recheck = {}
+        earlier = json.loads(args.recheck.read_text())
+        place: dict[str, int] = {}
+        for r in earlier["mutants"]:
+            # results written before the index was recorded: the k-th sampled mutant of a file is index k * every
+            index = r.get("index", place.get(r["file"], 0) * earlier["every"])
+            place[r["file"]] = place.get(r["file"], 0) + 1
+            if r["status"] == "survived":
+                recheck.setdefault(r["file"], {})[index] = r["change"]
     for path in source_files(paths):
+        if recheck is not None and str(path) not in recheck:
+            continue
         original = path.read_text()
-        for line_number, _line, mutated in mutants_of(path, args.every):
+        only = set(recheck[str(path)]) if recheck is not None else None
+        for index, line_number, mutated in mutants_of(path, args.every, only):
             if args.limit is not None and tested >= args.limit:
                 break
             path.write_text(mutated)
@@ -215,18 +239,28 @@ def main() -> int:
             tested += 1
             diff = [d for d in difflib.unified_diff(original.splitlines(), mutated.splitlines(), lineterm="", n=0)]
             change = " -> ".join(d[1:].strip() for d in diff if d[:1] in "+-" and d[:3] not in ("---", "+++"))
+            if recheck is not None and recheck[str(path)][index] != change:
+                status = "stale"  # the file changed since the earlier run: this index is another mutant now
             results.append(
-                {"file": str(path), "line": line_number, "status": status, "seconds": round(took, 1), "change": change}
+                {
+                    "file": str(path),
+                    "index": index,
+                    "line": line_number,
+                    "status": status,
+                    "seconds": round(took, 1),
+                    "change": change,
+                }
             )
             print(f"{status:8s} {path}:{line_number} {took:5.1f}s  {change[:150]}", flush=True)
     by_file: dict[str, dict[str, int]] = {}
     for r in results:
-        by_file.setdefault(r["file"], {"killed": 0, "timeout": 0, "survived": 0})[r["status"]] += 1
-    total = {k: sum(c[k] for c in by_file.values()) for k in ("killed", "timeout", "survived")}
-    n = sum(total.values())
+        by_file.setdefault(r["file"], {"killed": 0, "timeout": 0, "survived": 0, "stale": 0})[r["status"]] += 1
+    total = {k: sum(c[k] for c in by_file.values()) for k in ("killed", "timeout", "survived", "stale")}
+    n = total["killed"] + total["timeout"] + total["survived"]
     rate = (total["killed"] + total["timeout"]) / n if n else float("nan")
     commit = os.environ.get("MUTATION_COMMIT", "unknown")
     summary = {"target": args.target, "commit": commit, "tests": tests, "every": args.every}
+    summary["recheck"] = str(args.recheck) if args.recheck is not None else None
     summary.update({"by_file": by_file, "total": total})
     summary["kill_rate"] = rate
     out = args.out or Path(f"mutation-{args.target}.json")
