@@ -81,3 +81,53 @@ def test_mean_prior_starts_at_the_mean_map_and_the_baseline_is_not_moved_twice(t
     np.testing.assert_allclose(start[0].numpy(), module.mean_posmap.numpy(), atol=1e-5)
     np.testing.assert_allclose(baseline[0].numpy(), module.mean_posmap.numpy(), atol=1e-6)
     np.testing.assert_allclose(exported.numpy(), start.numpy() * module.max_pos, atol=1e-3)
+
+
+class _ConstantOutput(torch.nn.Module):
+    """A stand-in network whose sigmoid output is 0.5 + offset[c] at every texel of channel c."""
+
+    def __init__(self, offset: torch.Tensor) -> None:
+        super().__init__()
+        self.offset = offset
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return (0.5 + self.offset)[None, :, None, None].expand(image.shape[0], 3, *image.shape[-2:])
+
+
+def test_mean_prior_is_additive_so_a_uniform_offset_shifts_the_whole_face(tiny_prnet: Path):
+    """A face moved by (dx, dy) px in the crop is the mean map plus the same offset at every texel: the prior must
+    pass a uniform network offset through unchanged (a logit-space prior would bend it texel by texel)."""
+    data = PRNetDataModule(root=str(tiny_prnet), batch_size=2, val_fraction=0.34)
+    data.setup()
+    module = PRNetModule(map_size=32, mean_prior=True, **MODEL).eval()
+    for name, value in module.fit_statistics(data.train_dataloader()).items():
+        getattr(module, name).copy_(value)
+    batch = next(iter(data.test_dataloader()))
+    shift_px = torch.tensor([3.0, -2.0, 1.0])
+    stand_in = _ConstantOutput(shift_px / module.max_pos)
+    with torch.no_grad():
+        moved = module.generate(batch, stand_in)["posmap"] * module.max_pos
+        exported = type(module.export_model())(stand_in, module.max_pos, module.mean_posmap)(batch["image"])
+    expected = module.mean_posmap * module.max_pos + shift_px[:, None, None]
+    face = module.uv_face_mask
+    np.testing.assert_allclose(moved[0][:, face].numpy(), expected[:, face].numpy(), atol=1e-3)
+    np.testing.assert_allclose(exported.numpy(), moved.numpy(), atol=1e-4)
+
+
+def test_mean_prior_training_goes_below_the_mean_map(tiny_prnet: Path):
+    data = PRNetDataModule(root=str(tiny_prnet), batch_size=4, val_fraction=0.34)
+    data.setup()
+    torch.manual_seed(0)
+    module = PRNetModule(map_size=32, mean_prior=True, **MODEL)
+    for name, value in module.fit_statistics(data.train_dataloader()).items():
+        getattr(module, name).copy_(value)
+    batch = next(iter(data.train_dataloader()))
+    terms = frozenset({"posmap"})
+    mean_loss = module.generator_losses(batch, {"posmap": module.mean_posmap[None]}, terms)["posmap"].item()
+    optimizer = torch.optim.Adam(module.generator.parameters(), lr=1e-2)
+    for _ in range(25):
+        loss = module.generator_losses(batch, module.generate(batch, module.generator), terms)["posmap"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.7 * mean_loss
