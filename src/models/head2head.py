@@ -217,11 +217,16 @@ class Head2HeadModule(GANModule):
         estimator = self.flow_estimator
         if estimator is not None and "warp" in self._active_generator_terms():
             reals = real if last_real is None else torch.cat([last_real, real], 1)
-            flow, confidence = estimator(reals[:, 1:], reals[:, :-1])
+            if reals.shape[1] > 1:
+                flow, confidence = estimator(reals[:, 1:], reals[:, :-1])
+            else:  # a one-frame first chunk (chunk_frames 1): no frame pair yet, the frame is masked out below
+                flow = reals.new_zeros(reals.shape[0], 0, 2, *reals.shape[-2:])
+                confidence = reals.new_zeros(reals.shape[0], 0, 1, *reals.shape[-2:])
             previous_fakes = fakes[:, :-1] if last_fake is None else torch.cat([last_fake, fakes[:, :-1]], 1)
             if last_real is None:  # the first frame of a sequence has no previous frame: masked out
-                flow = torch.cat([torch.zeros_like(flow[:, :1]), flow], 1)
-                confidence = torch.cat([torch.zeros_like(confidence[:, :1]), confidence], 1)
+                first = (reals.shape[0], 1, 1, *reals.shape[-2:])
+                flow = torch.cat([reals.new_zeros(first).expand(-1, -1, 2, -1, -1), flow], 1)
+                confidence = torch.cat([reals.new_zeros(first), confidence], 1)
                 previous_fakes = torch.cat([torch.zeros_like(fakes[:, :1]), previous_fakes], 1)
             warped = resample2d(previous_fakes.detach().flatten(0, 1), flow.flatten(0, 1)).reshape(fakes.shape)
             outputs["warp_target"], outputs["warp_mask"] = warped, confidence

@@ -128,6 +128,23 @@ def test_warp_targets_mask_the_first_frame_and_follow_the_previous_fake() -> Non
     assert torch.allclose(second["warp_target"][:, 0], fakes[:, -1].detach(), atol=1e-4)
 
 
+def test_one_frame_chunks_give_the_warp_targets_of_one_chunk() -> None:
+    """chunk_frames 1: the first chunk has no frame pair for the (real, DIS) estimator; it must be masked out, and
+    the next one-frame chunk must warp from the carried frame exactly as a two-frame chunk does."""
+    torch.manual_seed(0)
+    module = Head2HeadModule(**tiny_config(loss_weights={"warp": 1.0}))
+    module.train()
+    batch = batch_of(1, 2)
+    whole = module.generate({**batch, "carry": None}, module.generator)
+    first_chunk = {k: v[:, :1] if k in module.SEQUENCE_KEYS else v for k, v in batch.items()}
+    second_chunk = {k: v[:, 1:] if k in module.SEQUENCE_KEYS else v for k, v in batch.items()}
+    first = module.generate({**first_chunk, "carry": None}, module.generator)
+    assert first["warp_mask"].shape == (1, 1, 1, SIZE, SIZE) and float(first["warp_mask"].abs().sum()) == 0.0
+    second = module.generate({**second_chunk, "carry": first["carry"]}, module.generator)
+    assert torch.equal(second["warp_mask"], whole["warp_mask"][:, 1:])
+    assert torch.allclose(second["warp_target"], whole["warp_target"][:, 1:], atol=1e-6)
+
+
 def test_a_training_run_computes_every_table_and_the_curriculum_cuts_sequences() -> None:
     torch.manual_seed(0)
     module = Head2HeadModule(**tiny_config(eval_flicker=True))
