@@ -76,7 +76,7 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
             "tests/framework/test_framework_gan.py",
         ],
     ),
-    "models_components": (_GENERIC_COMPONENTS, ["tests/components"]),
+    "models_components": (_GENERIC_COMPONENTS, ["tests/mutation_kills/test_components_kills.py", "tests/components"]),
     "models_dfdn": (
         ["src/models/dfdn.py", "src/models/components/dfdn_networks.py", "src/models/components/dfdn_render.py"],
         ["tests/dfdn/test_dfdn_networks.py", "tests/dfdn/test_dfdn_render.py", "tests/dfdn/test_dfdn_system.py"],
