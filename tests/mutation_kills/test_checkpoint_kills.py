@@ -438,3 +438,22 @@ def test_messages_name_the_default_source_and_what_a_fine_tune_kept(caplog: pyte
     with caplog.at_level("INFO", logger="src.utils.checkpoint"):
         ckpt.load_weights(_Student(), _Student().state_dict(), "src.ckpt")
     assert caplog.messages == ["Loaded 4 weight tensors from src.ckpt"]
+
+
+# What README.md says a resume may change, written out here, plus the GPU fast path (trainer.precision,
+# channels_last: README "trainer=bf16 channels_last=true"), which RESUME_MAY_CHANGE also lets a resume switch.
+DOCUMENTED_RESUME_CHANGES = [
+    "trainer.max_epochs=9", "trainer.max_steps=50", "trainer.max_time=00:01:00:00", "trainer.accelerator=gpu",
+    "trainer.devices=2", "trainer.num_nodes=2", "trainer.strategy=ddp", "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false", "data.num_workers=4", "data.pin_memory=true", "paths.data_dir=/elsewhere",
+    "test=false", "export=false", "compare_baselines=false", "extras.print_config=false", "channels_last=true",
+    "trainer.precision=bf16-mixed",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("override", DOCUMENTED_RESUME_CHANGES)
+def test_every_documented_resume_change_is_accepted_and_applied(override: str) -> None:
+    key, value = override.split("=", 1)
+    cfg = _current(**{key: value})
+    restored, meta = ckpt.restore_run_config(cfg, _checkpoint(), "c.ckpt", [override])
+    assert str(OmegaConf.select(restored, key)) == value and meta["overrides"] == [override]
