@@ -61,6 +61,25 @@ IMAGE_EXTENSIONS = (".jpg", ".png", ".jpeg")
 LANDMARK_DIMS = (2, 3)
 
 
+def _mirror_order() -> tuple[int, ...]:
+    """iBUG-68 index each point takes in the mirror image: left and right swap, the chains keep their direction."""
+    order = [*range(16, -1, -1), *range(26, 16, -1), 27, 28, 29, 30, *range(35, 30, -1)]
+    order += [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]  # eyes: outer corner <-> outer corner
+    order += [*range(54, 47, -1), *range(59, 54, -1), *range(64, 59, -1), *range(67, 64, -1)]  # lips
+    return tuple(order)
+
+
+MIRROR_ORDER = _mirror_order()
+
+
+def mirror_points(points: np.ndarray, side: float) -> np.ndarray:
+    """(68, D) crop pixels of a face -> those of its horizontal mirror image (x -> side - x, left and right points
+    swapped; y and z kept). Pixel i covers [i, i + 1) (the drawing's int(x) rule), so the mirror is side - x."""
+    mirrored = points[list(MIRROR_ORDER)].copy()
+    mirrored[:, 0] = side - mirrored[:, 0]
+    return mirrored
+
+
 def landmark_values(path: Path, dims: int = 2) -> tuple[np.ndarray, float]:
     """(68 x dims points in pixels, yaw in degrees or NaN) of one landmark CSV, read as the original reads it
     (header line, first data row, columns 3..). Raises DatasetError naming the file and the count it found."""
@@ -206,7 +225,10 @@ class DGPairs(Dataset):
     """The pairs of one split as dict samples (see the module docstring for the keys).
 
     images: which of same / reference / source / target images to read (IDSG needs same and source only);
-    drawings: whether to draw reference_drawing / target_drawing; cache: keep decoded images in memory."""
+    drawings: whether to draw reference_drawing / target_drawing; cache: keep decoded images in memory;
+    flip_probability: chance that a sample is mirrored as a whole (every image and landmark set, the yaw negated):
+    the mirrored pair is as true as the original (a mirrored person in the mirrored pose), so a few hundred
+    training identities count twice."""
 
     def __init__(
         self,
@@ -217,8 +239,10 @@ class DGPairs(Dataset):
         images: tuple[str, ...] = IMAGE_KEYS,
         drawings: bool = True,
         cache: bool = False,
+        flip_probability: float = 0.0,
     ):
         self.pairs = pairs
+        self.flip_probability = float(flip_probability)
         self.image_size = image_size
         self.half_face = half_face
         self.landmark_scale = landmark_scale
@@ -257,8 +281,13 @@ class DGPairs(Dataset):
         wanted = [k for k in IMAGE_KEYS[: len(pair.images)] if k in self.images or k == "source"]
         loaded = {k: self._image(pair.images[IMAGE_KEYS.index(k)]) for k in wanted}
         size = int(loaded["source"][0].shape[-1])
-        scale = float(self.landmark_scale or loaded["source"][1])  # the original divides by its 256 crop side
-        marks = [torch.from_numpy((p / scale).astype(np.float32)).reshape(-1) for p in pair.landmarks]
+        side = float(loaded["source"][1])
+        scale = float(self.landmark_scale or side)  # the original divides by its 256 crop side
+        landmarks, yaw = pair.landmarks, pair.target_yaw_deg
+        if self.flip_probability and float(torch.rand(())) < self.flip_probability:
+            loaded = {k: (image.flip(-1), image_side) for k, (image, image_side) in loaded.items()}
+            landmarks, yaw = tuple(mirror_points(p, side) for p in landmarks), -yaw
+        marks = [torch.from_numpy((p / scale).astype(np.float32)).reshape(-1) for p in landmarks]
         sample: dict[str, Any] = {f"{k}_image": image for k, (image, _) in loaded.items()}
         sample.update(
             {
@@ -267,16 +296,16 @@ class DGPairs(Dataset):
                 "source_landmarks": marks[2],
                 "reference_label": torch.tensor(pair.reference_label, dtype=torch.long),
                 "source_label": torch.tensor(pair.source_label, dtype=torch.long),
-                "target_yaw_deg": torch.tensor(pair.target_yaw_deg, dtype=torch.float32),
+                "target_yaw_deg": torch.tensor(yaw, dtype=torch.float32),
                 "frame_id": pair.item_id,
             }
         )
         if self.drawings:
-            sample["reference_drawing"] = self._drawing(pair.landmarks[1] / scale, size)
+            sample["reference_drawing"] = self._drawing(landmarks[1] / scale, size)
         if pair.has_target:
             sample["target_landmarks"] = marks[3]
             if self.drawings:
-                sample["target_drawing"] = self._drawing(pair.landmarks[3] / scale, size)
+                sample["target_drawing"] = self._drawing(landmarks[3] / scale, size)
         return sample
 
 
@@ -289,6 +318,7 @@ class DGDataModule(FaceDataModule):
     half_face: the drawing's half-face rule (src.landmarks.drawing.dg_face_part).
     images: which images a sample carries (same, reference, source, target; the source always), drawings: whether
     it carries the drawings, cache_images: keep decoded images in memory (small crops, many epochs).
+    flip_probability: chance that a TRAINING sample is mirrored as a whole (DGPairs); 0 = the original.
     """
 
     FACEWORLD_WRITER: ClassVar[str | None] = "dg"
@@ -309,6 +339,7 @@ class DGDataModule(FaceDataModule):
         images: list[str] | tuple[str, ...] = IMAGE_KEYS,
         drawings: bool = True,
         cache_images: bool = False,
+        flip_probability: float = 0.0,
         **kwargs: Any,
     ) -> None:
         images = [str(name) for name in images]
@@ -319,6 +350,8 @@ class DGDataModule(FaceDataModule):
         if landmark_scale is not None and not landmark_scale > 0:
             raise DatasetError(f"data.landmark_scale must be positive or null, got {landmark_scale!r}")
         check_int("data.image_size", self.hparams.image_size, 16, allow_none=True)
+        if not 0.0 <= float(flip_probability) <= 1.0:
+            raise DatasetError(f"data.flip_probability must lie in [0, 1], got {flip_probability!r}")
         unknown = sorted(set(images) - set(IMAGE_KEYS))
         if unknown:
             raise DatasetError(f"data.images: unknown image(s) {unknown}; choose from {list(IMAGE_KEYS)}")
@@ -356,7 +389,30 @@ class DGDataModule(FaceDataModule):
             tuple(self.hparams.images),
             bool(self.hparams.drawings),
             bool(self.hparams.cache_images),
+            float(self.hparams.flip_probability) if split == "train" else 0.0,
         )
+
+    def landmark_statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-value mean and standard deviation (divided landmarks, as the batches carry them) of csv1, csv2 and
+        csv3 of the training pairs, and of their mirror images when training samples are flipped."""
+        if not self.datasets:
+            self.setup()
+        dataset = self.datasets["train"]  # type: ignore[index]
+        if not dataset.pairs:
+            raise DatasetError(f"{self.hparams.train_list}: no training pairs to fit landmark statistics on")
+        # Crops of one dataset share their side (the layout's `_crop_<side>` folders): read it from the first one.
+        side = float(read_image(dataset.pairs[0].images[2], cv2.IMREAD_COLOR).shape[1])
+        scale = float(self.hparams.landmark_scale or side)
+        rows = []
+        for pair in dataset.pairs:
+            for points in pair.landmarks[:3]:
+                rows.append(points.reshape(-1) / scale)
+                if dataset.flip_probability:
+                    rows.append(mirror_points(points, side).reshape(-1) / scale)
+        if len(rows) < 2:
+            raise DatasetError(f"{self.hparams.train_list}: too few training pairs to fit landmark statistics")
+        stacked = np.stack(rows)
+        return stacked.mean(axis=0), stacked.std(axis=0, ddof=1)
 
     def num_train_identities(self) -> int:
         """Labels the identity classifier must cover: 1 + the largest label of the training pairs."""

@@ -114,6 +114,9 @@ class DGIDSGModule(GANModule):
     }
     HEADLINE_METRICS: ClassVar[tuple[str, ...]] = ("lm_error_px", *BUCKET_METRICS)
     SUBSET_METRICS: ClassVar[tuple[str, ...]] = BUCKET_METRICS  # each bucket's own pairs
+    # The generator's landmark standardisation (model.generator.normalize_landmarks), fitted once on the training
+    # split and kept in the checkpoint; left at mean 0 / std 1 (no pass over the data) when the setting is off.
+    FITTED_STATISTICS: ClassVar[tuple[str, ...]] = ("landmark_mean", "landmark_std")
 
     def __init__(self, *args: Any, num_identities: int = 1, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -140,6 +143,39 @@ class DGIDSGModule(GANModule):
                     f"{needed - 1}: set model.num_identities={needed}"
                 )
 
+    # ------------------------------------------------------------------ fitted statistics
+    @property
+    def landmark_mean(self) -> torch.Tensor:
+        return self.generator.landmark_mean
+
+    @property
+    def landmark_std(self) -> torch.Tensor:
+        return self.generator.landmark_std
+
+    def fit_statistics(self, train_batches: Any) -> dict[str, torch.Tensor]:
+        """Per-value mean and standard deviation of the landmarks IDSG reads (reference, same and source landmarks of
+        the training pairs; with their mirror images when the datamodule flips). The datamodule's
+        `landmark_statistics()` gives them without reading an image; other loaders are read batch by batch."""
+        if not getattr(self.generator, "normalize_landmarks", False):
+            return {"landmark_mean": self.landmark_mean.clone(), "landmark_std": self.landmark_std.clone()}
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is not None and hasattr(datamodule, "landmark_statistics"):
+            mean, std = datamodule.landmark_statistics()
+        else:
+            stacked = torch.cat(
+                [b[k].double() for b in train_batches for k in ("reference_landmarks", "source_landmarks") if k in b]
+            )
+            if stacked.shape[0] < 2:
+                raise UserError("dg_idsg: the training split has too few landmark sets to fit their statistics")
+            mean, std = stacked.mean(0), stacked.std(0)
+        mean, std = torch.as_tensor(mean).float(), torch.as_tensor(std).float()
+        if mean.shape != self.landmark_mean.shape:
+            raise UserError(
+                f"dg_idsg: the data has {mean.numel()} landmark values, the generator {self.landmark_mean.numel()}: "
+                "set model.generator.landmark_dims to data.landmark_dims"
+            )
+        return {"landmark_mean": mean, "landmark_std": std.clamp_min(1e-4)}
+
     # ------------------------------------------------------------------ forward
     def generate(self, batch: Batch, generator: nn.Module) -> dict[str, Any]:
         reference = batch["reference_landmarks"]
@@ -149,7 +185,7 @@ class DGIDSGModule(GANModule):
             if hasattr(generator, "decoder"):
                 outputs["same"] = generator(reference, batch["same_image"])
             return outputs
-        reference_code = generator.landmark_encoder(reference)
+        reference_code = generator.encode_landmarks(reference)
         source_code = generator.encode_identity(batch["source_image"])
         same_code = generator.encode_identity(batch["same_image"])
         return {
@@ -181,7 +217,7 @@ class DGIDSGModule(GANModule):
                 raise UserError("model.loss_weights.cycle_target needs true targets: a 6-column list (csv4)")
             losses["cycle_target"] = point_distance_sum(cross, batch["target_landmarks"])
         if "content" in terms:
-            losses["content"] = (outputs["reference_code"] - self.generator.landmark_encoder(same)).abs().mean()
+            losses["content"] = (outputs["reference_code"] - self.generator.encode_landmarks(same)).abs().mean()
         if "classification" in terms:
             losses["classification"] = self._classify(cross, batch["source_label"])
         if "shape" in terms:

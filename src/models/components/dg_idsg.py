@@ -161,32 +161,67 @@ class IDSGenerator(nn.Module):
     The networks the system trains, averages (EMA) and exports together: landmark encoder, face encoder, decoder.
     residual=False is the original (the decoder's sigmoid output IS the landmarks); residual=True (a setting of
     this framework, off by default) adds the decoder's output, without the sigmoid and starting at zero, to the
-    reference landmarks: IDSG then starts as "copy the reference" and learns only the identity's shape change."""
+    reference landmarks: IDSG then starts as "copy the reference" and learns only the identity's shape change.
+
+    Two further settings of this framework (off by default = the original), for short runs on few identities:
+    normalize_landmarks feeds the landmark encoder (landmarks - landmark_mean) / landmark_std, buffers fitted on
+    the training split (DGIDSGModule.fit_statistics; raw landmarks near 0.5 with spreads of a few hundredths
+    condition the five-layer MLP badly); linear_skip (residual only) adds a zero-initialised linear map of
+    [normalised landmarks, identity code] to the change: the map from the reference's pose to the target is close
+    to linear, which the deep MLPs alone learn slowly and, on a few hundred identities, overfit."""
 
     def __init__(
-        self, landmark_encoder: nn.Module, face_encoder: nn.Module, decoder: nn.Module, residual: bool = False
+        self,
+        landmark_encoder: nn.Module,
+        face_encoder: nn.Module,
+        decoder: nn.Module,
+        residual: bool = False,
+        normalize_landmarks: bool = False,
+        linear_skip: bool = False,
     ) -> None:
         super().__init__()
         self.landmark_encoder = landmark_encoder
         self.face_encoder = face_encoder
         self.decoder = decoder
         self.residual = bool(residual)
+        self.normalize_landmarks = bool(normalize_landmarks)
+        features = int(decoder.mlp.main[-1].out_features)
+        self.register_buffer("landmark_mean", torch.zeros(features))
+        self.register_buffer("landmark_std", torch.ones(features))
+        if linear_skip and not self.residual:
+            raise ValueError("linear_skip needs residual=True (it adds to the change of the reference landmarks)")
+        self.skip: nn.Linear | None = None
+        if linear_skip:
+            self.skip = nn.Linear(features + int(face_encoder.code_dim), features)
+            nn.init.zeros_(self.skip.weight)
+            nn.init.zeros_(self.skip.bias)
         if self.residual:
             self.decoder.mlp.sigmoid = False
             last = self.decoder.mlp.main[-1]
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
 
+    def normalized(self, landmarks: torch.Tensor) -> torch.Tensor:
+        """What the landmark encoder (and the skip) read: the landmarks, standardised when normalize_landmarks."""
+        if not self.normalize_landmarks:
+            return landmarks
+        return (landmarks - self.landmark_mean) / self.landmark_std
+
+    def encode_landmarks(self, landmarks: torch.Tensor) -> torch.Tensor:
+        return self.landmark_encoder(self.normalized(landmarks))
+
     def decode_from_code(self, landmarks: torch.Tensor, landmark_code: torch.Tensor, identity: torch.Tensor):
         """Decoder output as landmarks (with the reference added when residual)."""
         out = self.decoder(landmark_code, identity)
+        if self.skip is not None:
+            out = out + self.skip(torch.cat([self.normalized(landmarks), identity], dim=1))
         return landmarks + out if self.residual else out
 
     def encode_identity(self, image: torch.Tensor) -> torch.Tensor:
         return self.face_encoder(image)
 
     def decode(self, landmarks: torch.Tensor, identity_code: torch.Tensor) -> torch.Tensor:
-        return self.decode_from_code(landmarks, self.landmark_encoder(landmarks), identity_code)
+        return self.decode_from_code(landmarks, self.encode_landmarks(landmarks), identity_code)
 
     def forward(self, landmarks: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         return self.decode(landmarks, self.encode_identity(image))
@@ -221,9 +256,12 @@ def build_idsg(
     landmark_hidden: int | None = None,
     decoder_hidden: int = 512,
     residual: bool = False,
+    normalize_landmarks: bool = False,
+    linear_skip: bool = False,
 ) -> IDSGenerator:
     """IDSGenerator from sizes (Hydra target of conf/model/dg_idsg.yaml). face_encoder: "identity" (default, trained
-    here) or "vgg_face" (the original's frozen 4096-d fc7; needs vgg_face_weights)."""
+    here) or "vgg_face" (the original's frozen 4096-d fc7; needs vgg_face_weights). normalize_landmarks, linear_skip:
+    see IDSGenerator."""
     features = 68 * landmark_dims
     if face_encoder == "vgg_face":
         encoder: nn.Module = VGGFaceEncoder(vgg_face_weights)
@@ -233,7 +271,7 @@ def build_idsg(
         raise ValueError(f"face_encoder must be 'identity' or 'vgg_face', got {face_encoder!r}")
     landmark_encoder = LandmarkMLP(features, landmark_hidden or features, features)
     decoder = LandmarkDecoder(features, encoder.code_dim, decoder_hidden, features)
-    return IDSGenerator(landmark_encoder, encoder, decoder, residual)
+    return IDSGenerator(landmark_encoder, encoder, decoder, residual, normalize_landmarks, linear_skip)
 
 
 def eye_fix(generated: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
