@@ -11,6 +11,12 @@ split (held-out identities), the rows:
     rfg_on_true_landmarks     the same RFG on the true target's landmarks (what a perfect IDSG would give)
     untrained_rfg             the RFG of the same config and seed before training, behind the same IDSG
 and writes the comparison table (comparison.md format: mean +- std per headline metric) to --out.
+
+Pose / expression consistency by a landmark probe (src/models/components/dg_landmark_probe.py): a small CNN
+regressor trained here on the RFG run's TRAINING crops (source and true-target images with their landmarks) reads
+the landmarks of every output; `probe_lm_error_px` is their distance to the TRUE target landmarks (pixels of a 256
+crop). The row `true target image (probe floor)` is the probe on the true target images: no output can do better.
+The paired difference pipeline - rfg_on_reference (mean, standard error, share of pairs improved) follows the table.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from src.datamodules.dg import DGDataModule  # noqa: E402
 from src.models.components.dg_face_features import load_idsg_generator  # noqa: E402
+from src.models.components.dg_landmark_probe import fit_landmark_probe, probe_error_px  # noqa: E402
 from src.utils.checkpoint import load_module, read_checkpoint, stored_run_config  # noqa: E402
 from src.utils.scoring import metric_table, score_on_test  # noqa: E402
 
@@ -49,11 +56,52 @@ def score(model: torch.nn.Module, datamodule: DGDataModule, source: str, row: st
     return results["summary"]
 
 
+PROBE = "probe_lm_error_px"
+
+
+def probe_batches(datamodule: DGDataModule, batch_size: int = 64) -> list[dict[str, torch.Tensor]]:
+    """The training split's source / target crops and landmarks, re-batched (the probe's training data)."""
+    keys = ("source_image", "source_landmarks", "target_image", "target_landmarks")
+    loader = torch.utils.data.DataLoader(datamodule.datasets["train"], batch_size=batch_size, shuffle=True)
+    return [{k: batch[k] for k in keys} for batch in loader]
+
+
+@torch.no_grad()
+def probe_errors(model: torch.nn.Module, datamodule: DGDataModule, source: str | None, probe: torch.nn.Module):
+    """(pairs,) probe error of the model's outputs drawing `source` landmarks (None: the true target images)."""
+    errors = []
+    if source is not None:
+        model.landmark_source = source
+        model.eval()
+    for batch in datamodule.test_dataloader():
+        if source is None:
+            image = batch["target_image"]
+        else:
+            image = model.generate(batch, model.inference_generator)["image"].clamp(0, 1)
+        errors.append(probe_error_px(probe(image), batch["target_landmarks"]))
+    return torch.cat(errors)
+
+
+def summary_of(values: torch.Tensor) -> dict[str, float]:
+    return {"mean": float(values.mean()), "std": float(values.std()), "count": int(values.numel())}
+
+
+def paired_line(name: str, mine: torch.Tensor, theirs: torch.Tensor) -> str:
+    difference = mine - theirs
+    error = float(difference.std() / difference.numel() ** 0.5)
+    share = float((difference < 0).float().mean()) * 100
+    return (
+        f"- {PROBE}, pipeline - {name} (paired over {difference.numel()} pairs): {float(difference.mean()):+.3f} px, "
+        f"standard error {error:.3f} px, {share:.1f} % of the pairs improve\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--idsg", required=True, help="dg_idsg checkpoint")
     parser.add_argument("--rfg", required=True, help="dg_rfg checkpoint")
     parser.add_argument("--out", default=None, help="markdown file for the table (default: print only)")
+    parser.add_argument("--probe-steps", type=int, default=1000, help="Adam steps of the landmark probe")
     args = parser.parse_args(argv)
     start = time.process_time()
     checkpoint = read_checkpoint(args.rfg)
@@ -68,10 +116,25 @@ def main(argv: list[str] | None = None) -> int:
     untrained = type(rfg)(**checkpoint["hyper_parameters"])
     untrained.idsg = rfg.idsg
     rows["untrained_rfg"] = score(untrained, datamodule, "idsg", "untrained_rfg")
-    table = metric_table(rows, type(rfg).headline_metrics())
+    size = int(datamodule.hparams.image_size or datamodule.datasets["test"][0]["source_image"].shape[-1])
+    probe, fitted = fit_landmark_probe(probe_batches(datamodule), size, steps=args.probe_steps)
+    sources = {"dg (idsg -> rfg)": "idsg", "rfg_on_reference": "reference", "rfg_on_true_landmarks": "target"}
+    errors = {row: probe_errors(rfg, datamodule, source, probe) for row, source in sources.items()}
+    errors["untrained_rfg"] = probe_errors(untrained, datamodule, "idsg", probe)
+    errors["true target image (probe floor)"] = probe_errors(rfg, datamodule, None, probe)
+    rows["true target image (probe floor)"] = {}
+    for row, values in errors.items():
+        rows[row][PROBE] = summary_of(values)
+    directions = {**type(rfg).headline_metrics(), PROBE: "lower"}
+    table = metric_table(rows, directions)
+    paired = "".join(
+        paired_line(name, errors["dg (idsg -> rfg)"], errors[name]) for name in ("rfg_on_reference", "untrained_rfg")
+    )
     text = (
         f"# DG pipeline on held-out identities ({len(datamodule.datasets['test'])} pairs)\n\n"
-        f"IDSG: `{args.idsg}`\n\nRFG: `{args.rfg}`\n\n{table}\n"
+        f"IDSG: `{args.idsg}`\n\nRFG: `{args.rfg}`\n\n{table}\n{paired}"
+        f"- landmark probe: {fitted['steps']} steps, {fitted['cpu_seconds']:.0f} CPU-seconds, training L1 "
+        f"{fitted['train_l1_px']:.2f} px (per value, 256 crop)\n"
         + "".join(f"- {row}: pairs with both faces detected: {counts}\n" for row, counts in COUNTS.items())
         + "\n"
         f"Scored in {time.process_time() - start:.0f} CPU-seconds (bench/dg_pipeline.py).\n"

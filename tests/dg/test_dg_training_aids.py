@@ -111,3 +111,22 @@ def test_idsg_fits_its_statistics_from_batches_without_a_datamodule():
     assert model.landmark_mean is model.generator.landmark_mean  # what the base's fit writes into
     off = hydra.utils.instantiate(compose_model("dg_idsg").model)
     assert torch.equal(off.fit_statistics([])["landmark_std"], torch.ones(136))  # the original: no standardising
+
+
+def test_landmark_probe_learns_the_training_crops_landmarks(dg_dataset: Path):
+    from src.models.components.dg_landmark_probe import fit_landmark_probe, probe_error_px
+
+    data = DGDataModule(root=str(dg_dataset), batch_size=16, val_fraction=0.0, drawings=False)
+    data.setup()
+    batches = [next(iter(data.train_dataloader()))]
+    probe, fitted = fit_landmark_probe(batches, SIZE, steps=150, lr=3e-3)
+    assert fitted["steps"] == 150 and not probe.training
+    images = torch.cat([batches[0]["source_image"], batches[0]["target_image"]])
+    truth = torch.cat([batches[0]["source_landmarks"], batches[0]["target_landmarks"]])
+    with torch.no_grad():
+        error = probe_error_px(probe(images), truth)
+    # the mean shape of these crops, the answer of a probe that reads nothing from the image
+    mean_shape = probe_error_px(truth.mean(0, keepdim=True).expand_as(truth), truth)
+    manual = (probe(images).detach().reshape(-1, 68, 2) - truth.reshape(-1, 68, 2)).norm(dim=2).mean(1) * 256
+    torch.testing.assert_close(error, manual)
+    assert error.mean() < 0.6 * mean_shape.mean(), (error.mean(), mean_shape.mean())
