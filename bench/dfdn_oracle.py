@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
@@ -45,7 +46,7 @@ from src.faceworld.writers.common import world_for
 from src.faceworld.writers.details import META_FILE, expression_params
 from src.geometry.uv import resample_uv_box
 from src.io.atomic import write_text_atomic
-from src.models.components.dfdn_networks import REGIONS, DetailUnet, RegionDetailNet
+from src.models.components.dfdn_networks import REGIONS, RegionDetailNet, detail_unet, zero_last_layer
 from src.utils.checkpoint import load_module, read_checkpoint
 
 STATIC_GROUP = 4  # src.faceworld.appearance._wrinkle_maps: forehead, crows, nasolabial, glabella, static
@@ -106,13 +107,13 @@ def blur(x: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
 
 def train_oracle_refiner(
     net: RegionDetailNet, dataset: Dataset, indices: list[int], steps: int, seed: int = 0
-) -> DetailUnet:
+) -> nn.Module:
     """A fresh PDRM like `net`'s, trained on [PCA projection of the truth, texture] -> truth (residual, L1, Adam 1e-3,
     batch 16); returned in eval mode (BatchNorm running statistics)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    refiner = DetailUnet(2, 1, net.pdrm.num_downs, net.pdrm.unet.down[0].out_channels)
-    refiner.zero_output()
+    refiner = detail_unet(2, 1, net.pdrm.num_downs, net.pdrm.unet.down[0].out_channels)
+    zero_last_layer(refiner)
     optimizer = torch.optim.Adam(refiner.parameters(), lr=1e-3, betas=(0.5, 0.999))
     for _ in range(steps):
         batch = torch.utils.data.default_collate([dataset[int(i)] for i in rng.choice(indices, 16, replace=False)])

@@ -6,12 +6,12 @@ import torch
 
 from src.models.components.dfdn_networks import (
     REGIONS,
-    DetailUnet,
     DFDNDiscriminators,
     DFDNGenerator,
     PCAOnly,
     RegionDetailNet,
     ZeroDisplacement,
+    detail_unet,
 )
 from src.models.components.norms import count_parameters
 
@@ -70,7 +70,7 @@ def test_residual_refiner_starts_at_the_pca_output_and_learns():
     net.pca_basis.copy_(torch.randn(32 * 32, 3) * 0.05)
     refined, pca = net(texture)
     assert torch.equal(refined, pca)
-    assert float(small_net().pdrm.unet.up[1].weight.abs().sum()) > 0  # the paper's refiner keeps its random init
+    assert float(small_net().pdrm.unet.up[1].weight.detach().abs().sum()) > 0  # the paper's refiner keeps its random init
     optimizer = torch.optim.Adam(net.pdrm.parameters(), lr=1e-3)
     (net(texture)[0] - 0.2).abs().mean().backward()
     optimizer.step()
@@ -85,7 +85,7 @@ def test_unet_checks_its_side_and_regions_route():
         assert "divisible by 16" in str(err)
     else:
         raise AssertionError("a 40 patch with 4 downsamplings must be refused")
-    unet = DetailUnet(2, 1, 4, 4)
+    unet = detail_unet(2, 1, 4, 4)
     assert unet(torch.zeros(1, 2, 32, 32)).shape == (1, 1, 32, 32)
     generator = DFDNGenerator(patch_size=32, pdim_downs=4, pdim_ngf=4, fc_hidden=(8,), num_components=2,
                               pdrm_downs=4, pdrm_ngf=4).eval()  # fmt: skip

@@ -15,7 +15,8 @@ coefficient of 1 is one standard deviation of that component.
 Original sizes (p = 256): PDIM U-Net 256 (8 downsamplings, ngf 64, BatchNorm, no dropout) 54,413,313
 parameters; FC 65536 -> 2048 -> 1024 -> 512 -> 64 136,875,584; PDRM U-Net 64 (6 downsamplings) 29,242,369;
 PatchGAN D (3 layers, 2 channels in, pix2pixHD padding: a 35 x 35 map at 256) 2,765,505. The counts say the
-original's U-Net convolutions carry biases next to BatchNorm, so `DetailUnet` keeps them (conv_bias=True).
+original's U-Net convolutions carry biases next to BatchNorm: `detail_unet` is the shared pix2pix U-Net
+(src/models/components/generators.py) with conv_bias=True and no dropout.
 """
 
 from __future__ import annotations
@@ -26,75 +27,24 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from src.models.components.norms import get_norm_layer, init_weights, set_norm_inference_mode
+from src.models.components.generators import UnetGenerator
+from src.models.components.norms import set_norm_inference_mode
 
 REGIONS = ("forehead", "mouth")
 
 
-class _UnetLevel(nn.Module):
-    """One U-Net level: down -> inner -> up, the input concatenated to the output (except the outermost)."""
-
-    def __init__(
-        self, outer: int, inner: int, in_channels: int, child: nn.Module | None, kind: str, norm: str, bias: bool
-    ) -> None:
-        super().__init__()
-        norm_layer = get_norm_layer(norm)
-        down_conv = nn.Conv2d(in_channels, inner, 4, stride=2, padding=1, bias=bias)
-        up_in = inner if kind == "innermost" else inner * 2
-        self.outermost = kind == "outermost"
-        if self.outermost:
-            down: list[nn.Module] = [down_conv]
-            up: list[nn.Module] = [nn.ReLU(), nn.ConvTranspose2d(up_in, outer, 4, stride=2, padding=1), nn.Tanh()]
-        else:
-            down = [nn.LeakyReLU(0.2), down_conv] + ([] if kind == "innermost" else [norm_layer(inner)])
-            up = [nn.ReLU(), nn.ConvTranspose2d(up_in, outer, 4, stride=2, padding=1, bias=bias), norm_layer(outer)]
-        self.down = nn.Sequential(*down)
-        self.inner = child if child is not None else nn.Identity()
-        self.up = nn.Sequential(*up)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.up(self.inner(self.down(x)))
-        return y if self.outermost else torch.cat([x, y], 1)
+def detail_unet(in_channels: int, out_channels: int, num_downs: int, ngf: int = 64, norm: str = "batch") -> nn.Module:
+    """DFDN's U-Net: the shared pix2pix U-Net without dropout and with biases on every convolution (the original's
+    parameter counts need them next to BatchNorm); the side must divide by 2**num_downs."""
+    return UnetGenerator(in_channels, out_channels, num_downs, ngf, norm, use_dropout=False, conv_bias=True)
 
 
-class DetailUnet(nn.Module):
-    """pix2pix-style U-Net with `num_downs` stride-2 levels and no dropout; the side must divide by 2**num_downs.
-
-    conv_bias: biases on every convolution next to the norm layers (the original DFDN counts need them)."""
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        num_downs: int,
-        ngf: int = 64,
-        norm: str = "batch",
-        conv_bias: bool = True,
-        init_gain: float = 0.02,
-    ) -> None:
-        super().__init__()
-        if num_downs < 4:
-            raise ValueError(f"num_downs must be >= 4, got {num_downs}")
-        self.num_downs = num_downs
-        widths = [ngf * min(2**i, 8) for i in range(num_downs)]  # 64, 128, 256, 512, 512, ...
-        level: nn.Module | None = None
-        for i in reversed(range(num_downs)):
-            kind = "innermost" if i == num_downs - 1 else ("outermost" if i == 0 else "middle")
-            outer = out_channels if i == 0 else widths[i - 1]
-            in_ch = in_channels if i == 0 else widths[i - 1]
-            level = _UnetLevel(outer, widths[i], in_ch, level, kind, norm, conv_bias)
-        self.unet = level
-        init_weights(self, init_gain)
-
-    def zero_output(self) -> None:
-        """Zero the last (transposed) convolution: the net then outputs tanh(0) = 0 until it learns otherwise."""
-        last = self.unet.up[1]
-        nn.init.zeros_(last.weight)
-        if last.bias is not None:
-            nn.init.zeros_(last.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.unet(x)
+def zero_last_layer(unet: nn.Module) -> None:
+    """Zero a U-Net's last (transposed) convolution: it then outputs tanh(0) = 0 until it learns otherwise."""
+    last = unet.unet.up[1]
+    nn.init.zeros_(last.weight)
+    if last.bias is not None:
+        nn.init.zeros_(last.bias)
 
 
 class CoefficientHead(nn.Module):
@@ -141,11 +91,11 @@ class RegionDetailNet(nn.Module):
                 raise ValueError(f"{name}={downs}: patch_size {patch_size} must be divisible by {2**downs}")
         self.patch_size = patch_size
         self.num_components = num_components
-        self.pdim = DetailUnet(1, 1, pdim_downs, pdim_ngf, norm)
+        self.pdim = detail_unet(1, 1, pdim_downs, pdim_ngf, norm)
         self.fc = CoefficientHead(patch_size, fc_hidden, num_components)
-        self.pdrm = DetailUnet(2, 1, pdrm_downs, pdrm_ngf, norm)
+        self.pdrm = detail_unet(2, 1, pdrm_downs, pdrm_ngf, norm)
         if residual:
-            self.pdrm.zero_output()
+            zero_last_layer(self.pdrm)
         dim = patch_size * patch_size
         # The fixed PCA basis (fitted by the system from training patches; zeros until then).
         self.register_buffer("pca_mean", torch.zeros(dim))

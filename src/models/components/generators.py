@@ -50,6 +50,8 @@ class UnetSkipBlock(nn.Module):
 
     The original's LeakyReLU is in-place, so its skip actually carries LeakyReLU(x); every skip is consumed by
     the parent's ReLU and ReLU(LeakyReLU(x)) == ReLU(x), so concatenating x is identical (values and gradients).
+    conv_bias: None = pix2pix's rule (biases only where no BatchNorm follows); True keeps them everywhere (DFDN's
+    released parameter counts need them).
     """
 
     def __init__(
@@ -62,11 +64,12 @@ class UnetSkipBlock(nn.Module):
         innermost: bool = False,
         norm: str = "batch",
         use_dropout: bool = False,
+        conv_bias: bool | None = None,
     ) -> None:
         super().__init__()
         self.outermost = outermost
         norm_layer = get_norm_layer(norm)
-        bias = conv_bias_for(norm)
+        bias = conv_bias_for(norm) if conv_bias is None else bool(conv_bias)
         input_nc = outer_nc if input_nc is None else input_nc
         down_conv = nn.Conv2d(input_nc, inner_nc, kernel_size=4, stride=2, padding=1, bias=bias)
         up_in = inner_nc if innermost else inner_nc * 2
@@ -92,7 +95,12 @@ class UnetSkipBlock(nn.Module):
 
 
 class UnetGenerator(nn.Module):
-    """pix2pix U-Net with ``num_downs`` stride-2 levels (input side must be divisible by 2**num_downs)."""
+    """pix2pix U-Net with ``num_downs`` stride-2 levels (input side must be divisible by 2**num_downs).
+
+    Level widths ngf * min(2**i, 8) from the outside in (64, 128, 256, 512, 512, ... at ngf 64); dropout (when
+    on) in the 512 -> 512 levels between the fourth and the innermost, as pix2pix. Fewer than 5 levels (DFDN's
+    small refiners) simply stop earlier. conv_bias: see UnetSkipBlock (None = pix2pix's rule).
+    """
 
     def __init__(
         self,
@@ -105,19 +113,28 @@ class UnetGenerator(nn.Module):
         init_gain: float = 0.02,
         inference_norm: str = "running",
         inference_dropout: bool = False,
+        conv_bias: bool | None = None,
     ) -> None:
         check_widths(ngf=ngf)
         super().__init__()
-        if num_downs < 5:
-            raise ValueError(f"num_downs must be >= 5 (4 fixed outer levels + bottleneck), got {num_downs}")
+        if not isinstance(num_downs, int) or num_downs < 2:
+            raise ValueError(f"num_downs must be an integer >= 2 (outermost + innermost level), got {num_downs!r}")
         self.num_downs = num_downs
-        block = UnetSkipBlock(ngf * 8, ngf * 8, innermost=True, norm=norm)
-        for _ in range(num_downs - 5):
-            block = UnetSkipBlock(ngf * 8, ngf * 8, submodule=block, norm=norm, use_dropout=use_dropout)
-        block = UnetSkipBlock(ngf * 4, ngf * 8, submodule=block, norm=norm)
-        block = UnetSkipBlock(ngf * 2, ngf * 4, submodule=block, norm=norm)
-        block = UnetSkipBlock(ngf, ngf * 2, submodule=block, norm=norm)
-        self.unet = UnetSkipBlock(output_nc, ngf, input_nc=input_nc, submodule=block, outermost=True, norm=norm)
+        widths = [ngf * min(2**level, 8) for level in range(num_downs)]
+        block: nn.Module | None = None
+        for level in reversed(range(1, num_downs)):  # innermost first, as pix2pix builds it
+            block = UnetSkipBlock(
+                widths[level - 1],
+                widths[level],
+                submodule=block,
+                innermost=level == num_downs - 1,
+                norm=norm,
+                use_dropout=use_dropout and 4 <= level < num_downs - 1,
+                conv_bias=conv_bias,
+            )
+        self.unet = UnetSkipBlock(
+            output_nc, ngf, input_nc=input_nc, submodule=block, outermost=True, norm=norm, conv_bias=conv_bias
+        )
         _finish(self, init_gain, inference_norm, inference_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
