@@ -7,6 +7,7 @@ not be left behind. A loosened tolerance (1.0) lets a wrong graph ship; this tes
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -192,6 +193,8 @@ def test_one_module_export_checks_another_batch_and_writes_the_single_network_ma
         "range": [-1.0, 1.0], "background": "depth channel -1 (level 0 of depth_encoding)",
     }  # fmt: skip
     assert manifest["exported_network"] == "tiny" and manifest["inference_dropout_removed"] == 1
+    written = (tmp_path / "generator.torchscript.pt").read_bytes()
+    assert manifest["formats"]["torchscript"]["sha256"] == hashlib.sha256(written).hexdigest()
     assert manifest["inference_norm"] == "none"
     assert manifest["files"] == {
         "torchscript": str(tmp_path / "generator.torchscript.pt"), "manifest": str(tmp_path / "export.json"),
@@ -305,9 +308,9 @@ def test_a_tiny_onnx_export_matches_eager_with_its_named_inputs(tmp_path: Path) 
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(tmp_path / "g.onnx"), providers=["CPUExecutionProvider"])
-    assert [i.name for i in session.get_inputs()] == ["drawing"] and [o.name for o in session.get_outputs()] == [
-        "depth"
-    ]
+    assert [(i.name, i.shape) for i in session.get_inputs()] == [("drawing", ["batch", 2, 2, 2])]  # dynamic batch
+    assert [(o.name, o.shape) for o in session.get_outputs()] == [("depth", ["batch", 1, 2, 2])]
+    assert onnx_entry["sha256"] == hashlib.sha256((tmp_path / "g.onnx").read_bytes()).hexdigest()
     x = np.random.default_rng(0).uniform(-1, 1, (3, 2, 2, 2)).astype(np.float32)
     weight, bias = spec_.module.weight.detach().numpy()[:, :, 0, 0], spec_.module.bias.detach().numpy()
     naive = np.einsum("oc,bchw->bohw", weight, x) + bias[None, :, None, None]
