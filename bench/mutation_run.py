@@ -63,7 +63,10 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
     ),
     # src/models: the shared base, the system hooks, rgbd_face, the generic components, then one target per system
     # (its model file and its own components, with its fast model-level tests).
-    "models_base": (["src/models/base"], ["tests/mutation_kills/test_training_kills.py", "tests/base"]),
+    "models_base": (
+        ["src/models/base"],
+        ["tests/mutation_kills/test_base_kills.py", "tests/mutation_kills/test_training_kills.py", "tests/base"],
+    ),
     "models_system": (
         ["src/models/system.py"],
         ["tests/base", f"{_EXPORT_CKPT}test_raw_generator_export_with_explicit_image_size"],
