@@ -92,7 +92,7 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
             "src/models/components/dg_idsg.py",
             "src/models/components/dg_rfg.py",
         ],
-        ["tests/dg/test_dg_networks.py", "tests/dg/test_dg_systems.py"],
+        ["tests/mutation_kills/test_dg_kills.py", "tests/dg/test_dg_networks.py", "tests/dg/test_dg_systems.py"],
     ),
     "models_head2head": (
         [
