@@ -90,6 +90,7 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
             "src/models/dg_rfg.py",
             "src/models/components/dg_face_features.py",
             "src/models/components/dg_idsg.py",
+            "src/models/components/dg_landmark_probe.py",
             "src/models/components/dg_rfg.py",
         ],
         ["tests/mutation_kills/test_dg_kills.py", "tests/dg/test_dg_networks.py", "tests/dg/test_dg_systems.py"],
@@ -127,7 +128,7 @@ def source_files(paths: list[str]) -> list[Path]:
     files: list[Path] = []
     for entry in paths:
         path = Path(entry)
-        files += sorted(p for p in path.rglob("*.py")) if path.is_dir() else [path]
+        files += sorted(p for p in path.rglob("*.py")) if path.is_dir() else [path] if path.exists() else []
     return [f for f in files if f.name != "__init__.py" or f.stat().st_size > 200]
 
 
