@@ -70,7 +70,7 @@ def test_residual_refiner_starts_at_the_pca_output_and_learns():
     net.pca_basis.copy_(torch.randn(32 * 32, 3) * 0.05)
     refined, pca = net(texture)
     assert torch.equal(refined, pca)
-    assert float(small_net().pdrm.unet.up[1].weight.detach().abs().sum()) > 0  # the paper's refiner keeps its random init
+    assert float(small_net().pdrm.unet.up[1].weight.detach().abs().sum()) > 0  # the direct refiner: random init
     optimizer = torch.optim.Adam(net.pdrm.parameters(), lr=1e-3)
     (net(texture)[0] - 0.2).abs().mean().backward()
     optimizer.step()
