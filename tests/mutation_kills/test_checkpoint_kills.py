@@ -390,6 +390,11 @@ def test_resume_compares_config_group_choices() -> None:
     stored = _checkpoint(choices={"experiment": "rgbd_face", "model/generator": "unet"})
     ckpt.restore_run_config(cfg, stored, "c.ckpt", ["experiment=rgbd_face"], {"experiment": "rgbd_face"})
     ckpt.restore_run_config(cfg, stored, "c.ckpt", ["paths=cluster"], {"paths": "cluster"})  # may change
+    with pytest.raises(UserError, match=r"would change it: model\.lr=0\.1 \(the run used model\.lr=0\.2\)\."):
+        # an allowed group change first: the overrides after it are still checked
+        ckpt.restore_run_config(
+            _current(**{"model.lr": 0.1}), stored, "c.ckpt", ["paths=cluster", "model.lr=0.1"], {"paths": "cluster"}
+        )
     with pytest.raises(UserError, match=r"would change it: experiment=other \(the run used experiment=rgbd_face\)\."):
         ckpt.restore_run_config(cfg, stored, "c.ckpt", ["experiment=other"], {"experiment": "other"})
     with pytest.raises(UserError, match=r"would change it: quickstart=x \(the checkpoint records no quickstart choice"):
