@@ -114,6 +114,7 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
             "src/models/components/prnet_uv.py",
         ],
         [
+            "tests/mutation_kills/test_prnet_kills.py",
             "tests/prnet/test_prnet_network.py",
             "tests/prnet/test_prnet_system.py",
             "tests/faces2one/test_network_formats.py",
