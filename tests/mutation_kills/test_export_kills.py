@@ -34,10 +34,12 @@ from src.export.generator import (
     _max_abs_diff,
     _max_diff_of_all,
     describe_inference_norm,
+    export_generator,
     export_module,
     export_modules,
     infer_input_channels,
 )
+from src.models.components.norms import SwitchableDropout
 from src.utils.errors import CheckpointError
 
 
@@ -157,16 +159,16 @@ def test_outputs_and_norms_are_described_for_deployers() -> None:
 
 
 class RecordsBatches(nn.Module):
-    """A 1x1 convolution with one dropout active in eval mode (the test patches forward to record batch sizes)."""
+    """A 1x1 convolution, then a dropout left active in eval mode (the test patches forward to record batch sizes)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(1, 4, 1)
-        self.dropout = nn.Dropout(0.5)
+        self.dropout = SwitchableDropout(0.5)
         self.dropout.active_in_eval = True
 
     def forward(self, feature: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.conv(feature))
+        return torch.tanh(self.dropout(self.conv(feature)))
 
 
 def test_one_module_export_checks_another_batch_and_writes_the_single_network_manifest(
@@ -200,13 +202,30 @@ def test_one_module_export_checks_another_batch_and_writes_the_single_network_ma
         "torchscript": str(tmp_path / "generator.torchscript.pt"), "manifest": str(tmp_path / "export.json"),
     }  # fmt: skip
     assert json.loads((tmp_path / "export.json").read_text())["input"]["example_batch"] == 2
+    # the single-network layout: the module's contract at the top level, its bookkeeping fields only under "modules"
+    assert set(manifest) == {
+        "modules", "device", "dtype", "torch", "created", "k", "generator", "exported_network", "formats",
+        "inference_norm", "inference_dropout_removed", "input", "output", "files",
+    }  # fmt: skip
+
+
+def test_a_bare_generator_export_names_its_output_channels(tmp_path: Path) -> None:
+    manifest = export_generator(
+        nn.Conv2d(1, 2, 1),
+        torch.zeros(1, 1, 4, 4),
+        tmp_path,
+        ("torchscript",),
+        metadata={"output_channels": ["u", "v"]},
+    )
+    assert manifest["output"]["channels"] == ["u", "v"] and "output_channels" not in manifest
+    assert manifest["input"]["name"] == "feature" and manifest["output"]["name"] == "image"
 
 
 def _recording_forward(runs: list[int]):
     def forward(self: RecordsBatches, feature: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_tracing():
             runs.append(int(feature.shape[0]))
-        return torch.tanh(self.conv(feature))
+        return torch.tanh(self.dropout(self.conv(feature)))
 
     return forward
 
