@@ -69,7 +69,11 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
     ),
     "models_system": (
         ["src/models/system.py"],
-        ["tests/base", f"{_EXPORT_CKPT}test_raw_generator_export_with_explicit_image_size"],
+        [
+            "tests/mutation_kills/test_system_kills.py",
+            "tests/base",
+            f"{_EXPORT_CKPT}test_raw_generator_export_with_explicit_image_size",
+        ],
     ),
     "models_rgbd": (
         ["src/models/rgbd_face.py"],
