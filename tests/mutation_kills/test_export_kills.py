@@ -239,6 +239,7 @@ def test_two_modules_list_their_files_by_module_and_format(tmp_path: Path) -> No
     }  # fmt: skip
     assert "input" not in manifest and set(manifest["modules"]) == {"a", "b"}
     assert manifest["modules"]["a"]["outputs"][0]["channels"] == ["R", "G", "B"]
+    assert manifest["modules"]["a"]["source"] == "Conv2d"  # no declared source: the module's class names it
     with pytest.raises(ExportError, match=r"^export module name must be an identifier \(it names files\), got 'a b'$"):
         export_module("a b", specs["a"], tmp_path)
     with pytest.raises(ExportError, match=r"^batch_size must be >= 1, got 0$"):
