@@ -3,6 +3,8 @@ hierarchy, the checks made when a system class is defined, and the default expor
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import ClassVar
 
 import pytest
@@ -60,3 +62,20 @@ def test_default_export_declares_the_inference_generator_or_the_raw_one() -> Non
     assert plain.source == "export_model()"
     with pytest.raises(NotImplementedError, match="_System does not provide report samples"):
         with_ema.report_samples()
+
+
+class _Replaces(_System):
+    """generator_replaced as GANModule has it (the base swaps the inference network): records what it was given."""
+
+    @contextlib.contextmanager
+    def generator_replaced(self, network: nn.Module) -> Iterator[None]:
+        self.replaced_with = network
+        yield
+        self.replaced_with = None
+
+
+def test_a_baseline_stands_in_for_the_generator_only_inside_its_scope() -> None:
+    system, baseline = _Replaces(ema=False), nn.Identity()
+    with system.baseline_scope(baseline):
+        assert system.replaced_with is baseline
+    assert system.replaced_with is None
