@@ -1,13 +1,17 @@
 """The base's evaluation helpers against hand-written expectations: which rows a kept sample holds, how the chunks
 of a sequence are joined (time concatenated, the last chunk's per-sequence values, the carried state dropped), and
-which frames an evaluation keeps (evenly spread, as numpy.linspace rounds them)."""
+which frames an evaluation keeps (evenly spread, as numpy.linspace rounds them), and which training phases are
+valid."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from src.models.base.evaluation import evenly_spread, join_chunks, keep
+from src.models.base.specs import parse_phase
 from src.models.base.training import CARRY
+from src.utils.errors import UserError
 
 
 def test_chunks_join_along_time_and_keep_the_last_chunks_per_sequence_values() -> None:
@@ -46,3 +50,12 @@ def test_evaluation_frames_are_spread_evenly() -> None:
     assert evenly_spread(7, 4) == {0, 2, 4, 6}  # linspace(0, 6, 4)
     assert evenly_spread(11, 3) == {0, 5, 10}
     assert evenly_spread(100, 2) == {0, 99}
+
+
+def test_a_phase_needs_a_non_empty_epoch_range() -> None:
+    """[first, end) with 0 <= first < end; end null runs until training stops. [2, 2] would be a phase of no epoch."""
+    assert parse_phase({"name": "warmup", "epochs": [0, 1]}, 0).end_epoch == 1
+    assert parse_phase({"name": "rest", "epochs": [1, None]}, 1).end_epoch is None
+    for epochs in ([2, 2], [3, 1], [-1, 2]):
+        with pytest.raises(UserError, match=r"^model\.phases\[4\]\.epochs: need 0 <= first < end, got "):
+            parse_phase({"name": "x", "epochs": epochs}, 4)
