@@ -168,3 +168,10 @@ def test_a_checkpoint_that_runs_code_is_refused_and_does_not_run(tmp_path: Path)
     plain = tmp_path / "plain.ckpt"
     torch.save({"state_dict": {"w": torch.ones(2)}, "epoch": 3}, plain)
     assert read_checkpoint(plain)["epoch"] == 3
+
+
+def test_the_ema_copy_is_frozen_and_g_is_not(tmp_path: Path) -> None:
+    """The EMA copy is updated by averaging, never by an optimizer: its parameters must not collect gradients."""
+    module = tiny_module(tmp_path, "model.ema_decay=0.5")
+    assert all(not p.requires_grad for p in module.generator_ema.parameters())
+    assert all(p.requires_grad for p in module.generator.parameters())
