@@ -204,6 +204,13 @@ def test_dis_flow_recovers_a_known_shift_in_the_resample_convention() -> None:
     assert float(error_warped) < 0.25 * float((second - first)[inner].abs().mean())
 
 
+def test_zero_frame_pairs_give_empty_flow_and_confidence() -> None:
+    """A one-frame chunk at a sequence start has no previous frame: (B, 0, 3, H, W) pairs in, empty maps out."""
+    frames = torch.rand(2, 0, 3, 32, 48)
+    flow, confidence = DISFlowEstimator("medium")(frames, frames)
+    assert flow.shape == (2, 0, 2, 32, 48) and confidence.shape == (2, 0, 1, 32, 48)
+
+
 def test_confidence_mask_threshold() -> None:
     first = torch.zeros(1, 3, 2, 2)
     second = first.clone()

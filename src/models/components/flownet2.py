@@ -385,11 +385,13 @@ class FlowEstimator(nn.Module):
         if first.shape != second.shape or first.dim() not in (4, 5) or first.shape[-3] != 3:
             raise ValueError(f"flow estimator: two RGB tensors of one shape needed, got {first.shape}, {second.shape}")
         leading = first.shape[:-3]
+        size = first.shape[-2:]
+        if first.numel() == 0:  # no frame pairs (e.g. a one-frame chunk at a sequence start): nothing to estimate
+            return first.new_zeros(*leading, 2, *size), first.new_zeros(*leading, 1, *size)
         first4, second4 = first.reshape(-1, *first.shape[-3:]), second.reshape(-1, *second.shape[-3:])
         with torch.no_grad():
             flow = self._flow(first4.float(), second4.float())
             confidence = confidence_mask(first4.float(), second4.float(), flow)
-        size = first.shape[-2:]
         return flow.reshape(*leading, 2, *size).to(first.dtype), confidence.reshape(*leading, 1, *size).to(first.dtype)
 
     def _flow(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
