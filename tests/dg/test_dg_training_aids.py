@@ -100,7 +100,7 @@ def test_idsg_fits_its_statistics_from_batches_without_a_datamodule():
 
     from tests.dg.conftest import compose_model
 
-    cfg = compose_model("dg_idsg", ["+model.generator.normalize_landmarks=true"])
+    cfg = compose_model("dg_idsg", ["model.generator.normalize_landmarks=true"])
     model = hydra.utils.instantiate(cfg.model)
     g = torch.Generator().manual_seed(1)
     batches = [{k: torch.rand(4, 136, generator=g) for k in ("reference_landmarks", "source_landmarks")} for _ in "ab"]
