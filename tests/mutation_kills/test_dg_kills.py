@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import nn
 
 from tests.dg.conftest import compose_model
 
@@ -40,3 +41,69 @@ def test_a_yaw_on_a_bucket_edge_is_scored_in_the_upper_bucket_only() -> None:
             inside = low <= abs(yaw) and (abs(yaw) <= high if closed else abs(yaw) < high)
             value = float(metrics[name][i])
             assert (value == error[i]) if inside else math.isnan(value), (name, yaw)
+
+
+def _vgg_face_layer_names() -> list[str]:
+    """vgg_face_dag's convolution names, by hand: VGG-16's blocks of 2, 2, 3, 3, 3 convolutions."""
+    return [f"conv{block}_{i}" for block, count in enumerate((2, 2, 3, 3, 3), 1) for i in range(1, count + 1)]
+
+
+def test_vgg_face_encoder_has_the_vgg_face_dag_layout_and_perceptual_taps() -> None:
+    """Built on the meta device (no 500 MB of weights): the state-dict names and shapes of vgg_face_dag (fc6 takes
+    the 7 x 7 x 512 pool5 map), and the perceptual taps VGG_FACE_LAYERS are relu1_1 ... relu5_1
+    (dg_face_features' docstring)."""
+    from src.models.components.dg_face_features import VGG_FACE_LAYERS
+    from src.models.components.dg_idsg import VGGFaceEncoder
+
+    with torch.device("meta"):
+        encoder = VGGFaceEncoder()
+    names = [name for name, _ in encoder.features.named_children()]
+    convs = [name for name in names if name.startswith("conv")]
+    assert convs == _vgg_face_layer_names()
+    assert encoder.fc6.weight.shape == (4096, 512 * 7 * 7)
+    assert [names[index] for index in VGG_FACE_LAYERS] == ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+
+
+def test_vgg_face_weights_load_when_complete_and_name_what_is_missing(tmp_path, monkeypatch) -> None:
+    """A state dict with every vgg_face_dag key loads; one without fc7.bias is refused naming it."""
+    import pytest
+
+    from src.models.components import dg_idsg
+    from src.utils.errors import CheckpointError
+
+    with torch.device("meta"):
+        encoder = dg_idsg.VGGFaceEncoder()
+    complete = {
+        f"{name}.{kind}": None for name in _vgg_face_layer_names() + ["fc6", "fc7"] for kind in ("weight", "bias")
+    }
+    ours = {key.removeprefix("features."): value for key, value in encoder.state_dict().items() if key != "mean"}
+    assert ours.keys() == complete.keys()
+    weights = tmp_path / "vgg_face_dag.pth"
+    weights.write_bytes(b"")
+    monkeypatch.setattr(dg_idsg, "safe_torch_load", lambda path, what: dict(ours))
+    encoder.load_vgg_face(weights)
+    monkeypatch.setattr(
+        dg_idsg, "safe_torch_load", lambda path, what: {k: v for k, v in ours.items() if k != "fc7.bias"}
+    )
+    with pytest.raises(CheckpointError, match=r"missing \['fc7.bias'\]"):
+        encoder.load_vgg_face(weights)
+
+
+def test_rfg_residual_block_is_stargan_v2s_resblk() -> None:
+    """StarGAN v2's ResBlk by hand (LeakyReLU 0.2, conv, pool, LeakyReLU 0.2, conv; 1x1 shortcut; / sqrt 2), and the
+    style encoder's LeakyReLUs all 0.2 as in the original."""
+    import torch.nn.functional as F
+
+    from src.models.components.dg_rfg import ResBlock, StyleEncoder
+
+    torch.manual_seed(0)
+    block = ResBlock(2, 3, normalize=False, downsample=True)
+    x = torch.randn(1, 2, 4, 4)
+    out = block.conv1(F.leaky_relu(x, 0.2))
+    out = block.conv2(F.leaky_relu(F.avg_pool2d(out, 2), 0.2))
+    expected = (F.avg_pool2d(block.shortcut(x), 2) + out) / math.sqrt(2.0)
+    assert torch.allclose(block(x), expected, atol=1e-6)
+    slopes = [
+        m.negative_slope for m in StyleEncoder(image_size=16, base_channels=2).modules() if isinstance(m, nn.LeakyReLU)
+    ]
+    assert slopes and all(slope == 0.2 for slope in slopes)
