@@ -74,7 +74,7 @@ def test_vgg_face_weights_load_when_complete_and_name_what_is_missing(tmp_path, 
     with torch.device("meta"):
         encoder = dg_idsg.VGGFaceEncoder()
     complete = {
-        f"{name}.{kind}": None for name in _vgg_face_layer_names() + ["fc6", "fc7"] for kind in ("weight", "bias")
+        f"{name}.{kind}": None for name in [*_vgg_face_layer_names(), "fc6", "fc7"] for kind in ("weight", "bias")
     }
     ours = {key.removeprefix("features."): value for key, value in encoder.state_dict().items() if key != "mean"}
     assert ours.keys() == complete.keys()
