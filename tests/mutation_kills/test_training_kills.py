@@ -175,3 +175,13 @@ def test_the_ema_copy_is_frozen_and_g_is_not(tmp_path: Path) -> None:
     module = tiny_module(tmp_path, "model.ema_decay=0.5")
     assert all(not p.requires_grad for p in module.generator_ema.parameters())
     assert all(p.requires_grad for p in module.generator.parameters())
+
+
+def test_a_replaced_generator_is_used_only_inside_its_scope(tmp_path: Path) -> None:
+    """generator_replaced (baselines through the val / test code) must hand G back afterwards, or every later
+    evaluation and export would silently score the baseline."""
+    module = tiny_module(tmp_path)
+    baseline = torch.nn.Conv2d(3, 4, 1)
+    with module.generator_replaced(baseline):
+        assert module.inference_generator is baseline
+    assert module.inference_generator is module.generator
