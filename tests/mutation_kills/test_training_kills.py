@@ -185,3 +185,23 @@ def test_a_replaced_generator_is_used_only_inside_its_scope(tmp_path: Path) -> N
     with module.generator_replaced(baseline):
         assert module.inference_generator is baseline
     assert module.inference_generator is module.generator
+
+
+def test_a_one_sample_picture_grid_has_the_six_columns_and_a_zero_error_map(dataset: Path, tmp_path: Path) -> None:
+    """A batch of one (the last batch of a split) must still draw; a prediction equal to the truth gives the error
+    column of error_map on two equal depth maps (zero error), placed after the five other 32 px columns."""
+    from src.utils.visualize import error_map
+
+    module = tiny_module(tmp_path)
+    batch = {k: v[:1] for k, v in _eval_batch(dataset).items()}
+    outputs = {"rgbd": batch["rgbd"].clone(), "target": batch["rgbd"]}
+    grid = module.sample_grid(batch, outputs)
+    views = module._views(batch, outputs, 0)
+    zero, _ = error_map(views["true_depth_mm"], views["true_depth_mm"])
+    assert grid.ndim == 3 and grid.shape[1] >= 5 * 32 + zero.shape[1]
+    assert any(
+        np.array_equal(grid[r : r + zero.shape[0], c : c + zero.shape[1]], zero)
+        for r in range(grid.shape[0] - zero.shape[0] + 1)
+        for c in range(grid.shape[1] - zero.shape[1], -1, -1)
+        if grid[r, c].tolist() == zero[0, 0].tolist()
+    )
