@@ -79,6 +79,7 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
         ["src/models/rgbd_face.py"],
         [
             "tests/mutation_kills/test_training_kills.py",
+            "tests/mutation_kills/test_rgbd_kills.py",
             "tests/base/test_rgbd_face_pinned.py",
             "tests/framework/test_framework_gan.py",
         ],
@@ -86,7 +87,12 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
     "models_components": (_GENERIC_COMPONENTS, ["tests/mutation_kills/test_components_kills.py", "tests/components"]),
     "models_dfdn": (
         ["src/models/dfdn.py", "src/models/components/dfdn_networks.py", "src/models/components/dfdn_render.py"],
-        ["tests/dfdn/test_dfdn_networks.py", "tests/dfdn/test_dfdn_render.py", "tests/dfdn/test_dfdn_system.py"],
+        [
+            "tests/mutation_kills/test_dfdn_kills.py",
+            "tests/dfdn/test_dfdn_networks.py",
+            "tests/dfdn/test_dfdn_render.py",
+            "tests/dfdn/test_dfdn_system.py",
+        ],
     ),
     "models_dg": (
         [
@@ -107,7 +113,7 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
             "src/models/components/flownet2.py",
             "src/models/components/flownet2_ops.py",
         ],
-        ["tests/head2head/test_head2head_model.py", "tests/flownet2"],
+        ["tests/mutation_kills/test_head2head_kills.py", "tests/head2head/test_head2head_model.py", "tests/flownet2"],
     ),
     "models_prnet": (
         [
