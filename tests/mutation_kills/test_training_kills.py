@@ -103,6 +103,15 @@ def test_every_scheduler_steps_at_the_end_of_the_epoch(trained) -> None:
     assert len(lrs) == 2 and lrs == pytest.approx([expected, expected])
 
 
+def test_each_updates_learning_rate_is_logged_under_its_documented_name(trained) -> None:
+    """docs/adding_a_system.md: the LR is logged as `train/lr_<update>` (docs/configs.md: `train/lr_G`), the value
+    the finished epoch trained with (BASE_LR: the decay starts after the first epoch)."""
+    module, _ = trained
+    logged = module.trainer.callback_metrics
+    assert float(logged["train/lr_G"]) == pytest.approx(BASE_LR)
+    assert float(logged["train/lr_D"]) == pytest.approx(BASE_LR)
+
+
 def test_discriminator_sees_condition_then_rgbd(dataset: Path, tmp_path: Path) -> None:
     module = tiny_module(tmp_path)
     seen: list[torch.Tensor] = []
