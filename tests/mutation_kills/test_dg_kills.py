@@ -107,3 +107,43 @@ def test_rfg_residual_block_is_stargan_v2s_resblk() -> None:
         m.negative_slope for m in StyleEncoder(image_size=16, base_channels=2).modules() if isinstance(m, nn.LeakyReLU)
     ]
     assert slopes and all(slope == 0.2 for slope in slopes)
+
+
+class _TwoScaleStandIn(nn.Module):
+    """A discriminator stand-in with known outputs: per-pixel channel mean, then channel sum (the last is the logit)."""
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [x.mean(1, keepdim=True), x.sum(1, keepdim=True)]
+
+
+def test_rfg_feature_matching_and_fake_terms_see_the_right_images() -> None:
+    """RFG's fm term compares D's features of (generated, drawing) with those of (answer, drawing); its D fake term
+    scores D's last output on (generated, drawing) as fake. Checked against the stand-in's outputs by hand."""
+    from src.models.dg_rfg import DGRFGModule
+
+    module = DGRFGModule.__new__(DGRFGModule)
+    nn.Module.__init__(module)
+    module.discriminator = _TwoScaleStandIn()
+    calls: dict[str, tuple] = {}
+
+    def feature_matching(fake: list, real: list) -> torch.Tensor:
+        calls["fm"] = (fake, real)
+        return sum((f - r).abs().mean() for f, r in zip(fake[0], real[0], strict=True))
+
+    def gan(logits: torch.Tensor, is_real: bool) -> torch.Tensor:
+        calls.setdefault("gan", []).append((logits, is_real))
+        return logits.mean()
+
+    object.__setattr__(module, "criteria", {"fm": feature_matching, "gan": gan})
+    g = torch.Generator().manual_seed(0)
+    image, drawing, answer = (torch.rand(2, 3, 4, 4, generator=g) for _ in range(3))
+    outputs = {"image": image, "drawing": drawing, "answer": answer}
+    losses = module.generator_losses({}, outputs, frozenset({"fm"}))
+    fake_in, real_in = torch.cat([image, drawing], 1), torch.cat([answer, drawing], 1)
+    expected = (fake_in.mean(1) - real_in.mean(1)).abs().mean() + (fake_in.sum(1) - real_in.sum(1)).abs().mean()
+    assert torch.allclose(losses["fm"], expected)
+    losses = module.discriminator_losses({}, outputs, frozenset({"real", "fake"}))
+    (real_logits, real_flag), (fake_logits, fake_flag) = calls["gan"]
+    assert real_flag is True and torch.allclose(real_logits, real_in.sum(1, keepdim=True))
+    assert fake_flag is False and torch.allclose(fake_logits, fake_in.sum(1, keepdim=True))
+    assert torch.allclose(losses["fake"], fake_in.sum(1).mean())
