@@ -116,3 +116,27 @@ def test_a_tensor_of_an_unsupported_dtype_is_refused(tmp_path) -> None:
     Path(f"{prefix}.index").write_bytes(bytes(table))
     with pytest.raises(CheckpointError, match="tensor w: unsupported dtype"):
         read_tf_checkpoint(prefix)
+
+
+def test_the_error_picture_is_red_at_5_percent() -> None:
+    """The |error| column ("red = 5%"): (e, 1 - e, 1 - e) with e = |error| / 5 % of the position range, clipped: cyan
+    at no error, grey at 2.5 %, full red at 5 % or more, cyan outside the UV face mask (a model stand-in with only the
+    attributes `_row` reads)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from src.models.prnet import PRNetModule
+
+    max_pos, size = 2.0, 4
+    face = torch.ones(size, size)
+    face[3, 3] = 0.0
+    stand_in = SimpleNamespace(max_pos=max_pos, uv_face_mask=face, uv_keypoints=torch.tensor([0]), map_size=size)
+    truth = torch.zeros(3, size, size)
+    truth[0, 0, 1], truth[1, 0, 2], truth[2, 0, 3] = 0.025 * max_pos, 0.05 * max_pos, 0.2 * max_pos
+    batch = {"image": torch.zeros(1, 3, size, size), "posmap": truth[None]}
+    outputs = {"posmap": torch.zeros(1, 3, size, size)}
+    views = dict(PRNetModule._row(stand_in, batch, outputs, 0))  # type: ignore[arg-type]
+    error = views["|error| (red = 5%)"]
+    assert error[0, :4].tolist() == [[0, 255, 255], [128, 128, 128], [255, 0, 0], [255, 0, 0]]
+    assert error[3, 3].tolist() == [0, 255, 255]  # outside the mask: no error shown
