@@ -28,3 +28,17 @@ def test_the_baseline_returns_the_nearest_frame_saturated_to_8_bit_levels() -> N
     assert torch.equal(out[0], torch.full((3, 8, 8), -1.0))
     assert float(out[1, 0, 0, 0]) == 1.0
     assert torch.allclose(out[1, 1], torch.full((8, 8), 0.3), atol=0.5 / 127.5)
+
+
+def test_the_default_export_is_the_deployable_ema_generator() -> None:
+    """`export_modules(size)` without `deployable` is what `export` ships: the EMA generator when training keeps one
+    (system.py's contract), not the raw G (deployable=False, kept for comparisons)."""
+    from src.models.head2head import Head2HeadModule
+    from tests.head2head.synthetic import tiny_config
+
+    module = Head2HeadModule(**tiny_config(eval_flicker=False, loss_weights={"l1": 1.0}, ema_decay=0.5))
+    assert module.inference_generator is not module.generator
+    default = module.export_modules(32)["generator"]
+    assert default.source == "export_model() (EMA generator)"
+    raw = module.export_modules(32, deployable=False)["generator"]
+    assert raw.source == "generator" and raw.module is module.generator
