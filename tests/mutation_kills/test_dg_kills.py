@@ -147,3 +147,17 @@ def test_rfg_feature_matching_and_fake_terms_see_the_right_images() -> None:
     assert real_flag is True and torch.allclose(real_logits, real_in.sum(1, keepdim=True))
     assert fake_flag is False and torch.allclose(fake_logits, fake_in.sum(1, keepdim=True))
     assert torch.allclose(losses["fake"], fake_in.sum(1).mean())
+
+
+def test_rfg_default_export_is_the_inference_generator() -> None:
+    """`export_modules(size)` without `deployable` is what `export` ships: the inference (EMA) RFG, not the raw one."""
+    from src.models.dg_rfg import DGRFGModule
+
+    module = DGRFGModule.__new__(DGRFGModule)
+    nn.Module.__init__(module)
+    module.generator, average = nn.Conv2d(6, 3, 1), nn.Conv2d(6, 3, 1)
+    object.__setattr__(module, "_generator_override", average)  # what inference_generator returns first
+    (spec,) = module.export_modules(16).values()
+    assert spec.module is average and spec.source == "EMA RFG"
+    (raw,) = module.export_modules(16, deployable=False).values()
+    assert raw.module is module.generator and raw.source == "RFG"
