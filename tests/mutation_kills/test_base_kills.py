@@ -59,3 +59,13 @@ def test_a_phase_needs_a_non_empty_epoch_range() -> None:
     for epochs in ([2, 2], [3, 1], [-1, 2]):
         with pytest.raises(UserError, match=r"^model\.phases\[4\]\.epochs: need 0 <= first < end, got "):
             parse_phase({"name": "x", "epochs": epochs}, 4)
+
+
+def test_update_entry_errors_begin_with_the_entrys_config_key() -> None:
+    """`model.updates[i]: ...` first, so the one error line says which list entry to edit."""
+    from src.models.base.specs import parse_update
+
+    with pytest.raises(UserError, match=r"^model\.updates\[1\]: expected a mapping with at least `name`"):
+        parse_update({"optimizer": "adam"}, 1)
+    with pytest.raises(UserError, match=r"^model\.updates\[0\]: unknown key\(s\) \['bogus'\]; allowed: "):
+        parse_update({"name": "G", "bogus": 1}, 0)

@@ -25,7 +25,7 @@ from src.datamodules.rgbd import RGBDDataModule
 from src.io.rgbd_layout import DepthEncoding
 from src.models.rgbd_face import RGBDFaceModule
 from src.utils.checkpoint import read_checkpoint
-from src.utils.errors import CheckpointError
+from src.utils.errors import CheckpointError, UserError
 from tests.framework.framework_fixtures import TINY_MODEL, compose_config, write_synthetic_rgbd
 
 BASE_LR = 2e-4  # the original's Adam LR for G and D (conf/model/rgbd_face.yaml)
@@ -214,3 +214,17 @@ def test_a_one_sample_picture_grid_has_the_six_columns_and_a_zero_error_map(data
         for c in range(grid.shape[1] - zero.shape[1], -1, -1)
         if grid[r, c].tolist() == zero[0, 0].tolist()
     )
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("+model.discriminator_loss_weights.bogus=1.0", r"^model\.discriminator_loss_weights: unknown loss term"),
+        ("model.ema_decay=1.5", r"^model\.ema_decay must be in \(0, 1\)"),
+    ],
+)
+def test_a_bad_setting_is_named_by_the_config_key_the_user_wrote(tmp_path: Path, override: str, message: str) -> None:
+    """One error line that begins with the key as written in the config (what the user must edit): the legacy
+    discriminator weight table and the single-generator EMA decay."""
+    with pytest.raises(UserError, match=message):
+        tiny_module(tmp_path, override)
