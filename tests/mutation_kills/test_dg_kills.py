@@ -161,3 +161,29 @@ def test_rfg_default_export_is_the_inference_generator() -> None:
     assert spec.module is average and spec.source == "EMA RFG"
     (raw,) = module.export_modules(16, deployable=False).values()
     assert raw.module is module.generator and raw.source == "RFG"
+
+
+def test_rfg_detected_landmarks_come_back_in_the_images_pixels() -> None:
+    """A 32 px image is enlarged to 128 px for the detector, so its landmarks come back x 32 / 128; the first (largest)
+    face is used, and an image without a face gives None (a stand-in detector with known answers)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from src.models.dg_rfg import DGRFGModule
+
+    landmarks = np.arange(70 * 2, dtype=np.float64).reshape(70, 2)
+    answers = [[SimpleNamespace(landmarks=landmarks)], []]
+    sizes = []
+
+    def detect(rgb: np.ndarray) -> list:
+        sizes.append(rgb.shape)
+        return answers[len(sizes) - 1]
+
+    module = DGRFGModule.__new__(DGRFGModule)
+    nn.Module.__init__(module)
+    object.__setattr__(module, "_detector", SimpleNamespace(detect=detect))
+    one, none = module._detect(torch.rand(2, 3, 32, 32))
+    assert sizes == [(128, 128, 3), (128, 128, 3)]
+    np.testing.assert_allclose(one, landmarks[:68] * 0.25)
+    assert none is None
