@@ -187,3 +187,19 @@ def test_rfg_detected_landmarks_come_back_in_the_images_pixels() -> None:
     assert sizes == [(128, 128, 3), (128, 128, 3)]
     np.testing.assert_allclose(one, landmarks[:68] * 0.25)
     assert none is None
+
+
+def test_rfg_picture_row_is_source_drawing_output_truth_in_8_bit() -> None:
+    """sample_grid's columns are labelled source | drawing | output | truth: each tile is that tensor x 255, rounded,
+    clipped to [0, 255] (a tensor of known values per column)."""
+    import numpy as np
+
+    from src.models.dg_rfg import DGRFGModule
+
+    values = {"source_image": 0.1, "drawing": 0.5, "image": 0.9, "answer": 1.7}  # 1.7: clipped to 255
+    tensors = {key: torch.full((2, 3, 4, 4), value) for key, value in values.items()}
+    batch = {"source_image": tensors["source_image"]}
+    outputs = {key: tensors[key] for key in ("drawing", "image", "answer")}
+    row = DGRFGModule._row(None, batch, outputs, 1)  # type: ignore[arg-type]  # uses no model state
+    assert [int(tile[0, 0, 0]) for tile in row] == [26, 128, 230, 255]
+    assert all(tile.dtype == np.uint8 and tile.shape == (4, 4, 3) for tile in row)
