@@ -203,3 +203,31 @@ def test_rfg_picture_row_is_source_drawing_output_truth_in_8_bit() -> None:
     row = DGRFGModule._row(None, batch, outputs, 1)  # type: ignore[arg-type]  # uses no model state
     assert [int(tile[0, 0, 0]) for tile in row] == [26, 128, 230, 255]
     assert all(tile.dtype == np.uint8 and tile.shape == (4, 4, 3) for tile in row)
+
+
+def test_idsg_report_samples_and_grid_show_the_target_image_and_the_reference() -> None:
+    """Each report sample is drawn over the target image in 8 bit (x 255, rounded), with predicted and true landmarks
+    in its pixels (x size); the picture grid has one source | reference drawing | plot row per sample."""
+    import numpy as np
+
+    from src.models.dg_idsg import DGIDSGModule
+
+    module = DGIDSGModule.__new__(DGIDSGModule)
+    nn.Module.__init__(module)
+    g = torch.Generator().manual_seed(1)
+    size = 16
+    batch = {
+        "source_image": torch.rand(2, 3, size, size, generator=g),
+        "target_image": torch.rand(2, 3, size, size, generator=g),
+        "reference_landmarks": 0.2 + 0.6 * torch.rand(2, 136, generator=g),
+        "target_landmarks": 0.2 + 0.6 * torch.rand(2, 136, generator=g),
+    }
+    outputs = {"landmarks": 0.2 + 0.6 * torch.rand(2, 136, generator=g)}
+    samples = module.report_samples_from(batch, outputs)
+    for index, sample in enumerate(samples):
+        expected = np.round(batch["target_image"][index].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        np.testing.assert_array_equal(sample.image, expected)
+        np.testing.assert_allclose(sample.pred_points, outputs["landmarks"][index].view(68, 2).numpy() * size)
+        np.testing.assert_allclose(sample.true_points, batch["target_landmarks"][index].view(68, 2).numpy() * size)
+    grid = module.sample_grid(batch, outputs)
+    assert grid.ndim == 3 and grid.shape[0] >= 2 * size and grid.shape[1] >= 3 * size
