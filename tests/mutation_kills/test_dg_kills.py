@@ -231,3 +231,32 @@ def test_idsg_report_samples_and_grid_show_the_target_image_and_the_reference() 
         np.testing.assert_allclose(sample.true_points, batch["target_landmarks"][index].view(68, 2).numpy() * size)
     grid = module.sample_grid(batch, outputs)
     assert grid.ndim == 3 and grid.shape[0] >= 2 * size and grid.shape[1] >= 3 * size
+
+
+class _LandmarkModel(nn.Module):
+    """An IDSG stand-in: (landmarks, image) -> landmarks + the image mean; has a `decoder` like IDSGenerator."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.decoder = nn.Identity()
+
+    def forward(self, landmarks: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        return landmarks + image.mean(dim=(1, 2, 3)).unsqueeze(1)
+
+
+def test_idsg_evaluation_also_reconstructs_from_the_same_persons_image() -> None:
+    """In evaluation an IDSG (a model with a decoder) also maps the reference landmarks with the same person's other
+    image (`same`: the same_identity_error_px metric); a baseline without a decoder gives only `landmarks`."""
+    from src.models.dg_idsg import DGIDSGModule
+
+    module = DGIDSGModule.__new__(DGIDSGModule)
+    nn.Module.__init__(module)
+    module.eval()
+    reference = torch.rand(2, 136)
+    batch = {"reference_landmarks": reference, "source_image": torch.zeros(2, 3, 4, 4)}
+    batch["same_image"] = torch.full((2, 3, 4, 4), 0.5)
+    outputs = module.generate(batch, _LandmarkModel())
+    assert torch.allclose(outputs["landmarks"], reference)
+    assert torch.allclose(outputs["same"], reference + 0.5)
+    bare = module.generate(batch, lambda landmarks, image: landmarks)
+    assert list(bare) == ["landmarks"]
