@@ -19,7 +19,8 @@ def compose_quickstart(experiment: str, quickstart: str, out: Path) -> DictConfi
     os.environ.setdefault("PROJECT_ROOT", str(REPO))
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose("train.yaml", [f"experiment={experiment}", f"quickstart={quickstart}", f"paths.output_dir={out}"])
+        overrides = [f"experiment={experiment}", f"quickstart={quickstart}", f"paths.output_dir={out}"]
+        return compose("train.yaml", overrides)
 
 
 @pytest.fixture(scope="module")
