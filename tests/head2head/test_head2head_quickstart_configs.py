@@ -12,6 +12,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
+from src.faceworld.writers.common import identity_seed
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -57,6 +59,10 @@ def test_the_pretraining_trains_the_generator_alone_for_its_whole_run(pretrainin
 def test_the_pretrained_generator_fits_the_target_quick_start(pretraining: DictConfig, target: DictConfig) -> None:
     assert pretraining.data.image_size == target.data.image_size
     assert pretraining.model.flow_estimator == target.model.flow_estimator
+    # other people: FaceWorld's video k of a seed is identity k of that seed in every layout
+    pretraining_people = {identity_seed(pretraining.data.faceworld.seed, k) for k in range(4)}
+    target_people = {identity_seed(target.data.faceworld.seed, i) for i in range(target.data.faceworld.num_identities)}
+    assert not pretraining_people & target_people
     pretrained = hydra.utils.instantiate(pretraining.model.generator).state_dict()
     fine_tuned = hydra.utils.instantiate(target.model.generator).state_dict()
     assert list(pretrained) == list(fine_tuned)
