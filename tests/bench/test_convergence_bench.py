@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import pytest
 
 from src.io.rgbd_layout import frame_group, processed_paths
 from src.utils.errors import UserError
+from tests.bench_scripts import load_bench
 
 
 def _bench():
-    if "bench_convergence" not in sys.modules:
-        path = Path(__file__).resolve().parents[2] / "bench" / "convergence.py"
-        spec = importlib.util.spec_from_file_location("bench_convergence", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["bench_convergence"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["bench_convergence"]
+    return load_bench("convergence")
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from convert_testdata import faceworld_frame
 
 from src.convert.depth_fill import FillSettings, fill_depth, inpaint_opencv
 from src.convert.steps import face_fill_region, fill_face_depth
+from tests.bench_scripts import load_bench
 
 
 def _surface(kind: str, size: int = 160) -> np.ndarray:
@@ -94,17 +95,7 @@ def test_on_faceworld_kinect_holes_ours_beats_opencv_telea_and_ns():
 
 def _bench():
     """bench/depth_fill.py, whose scene classes (interior, silhouette, wall, occluder) these tests draw from."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    if "bench_depth_fill" not in sys.modules:
-        path = Path(__file__).resolve().parents[2] / "bench" / "depth_fill.py"
-        spec = importlib.util.spec_from_file_location("bench_depth_fill", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # its dataclasses resolve their module while being defined
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return sys.modules["bench_depth_fill"]
+    return load_bench("depth_fill")
 
 
 # What the fill was before the surface range and the open-hole bound: a reference the new default must beat.

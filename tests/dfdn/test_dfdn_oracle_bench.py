@@ -3,9 +3,7 @@ removes from the truth (against FaceWorld's other wrinkle groups, summed indepen
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,16 +14,11 @@ from src.faceworld.writers.common import world_for
 from src.faceworld.writers.details import decode_displacement, expression_params
 from src.geometry.uv import resample_uv_box
 from src.io.images import read_image
+from tests.bench_scripts import load_bench
 
 
 def oracle_bench():
-    if "bench_dfdn_oracle" not in sys.modules:
-        path = Path(__file__).resolve().parents[2] / "bench" / "dfdn_oracle.py"
-        spec = importlib.util.spec_from_file_location("bench_dfdn_oracle", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["bench_dfdn_oracle"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["bench_dfdn_oracle"]
+    return load_bench("dfdn_oracle")
 
 
 def test_pca_projection_is_the_least_squares_fit_of_the_basis():
