@@ -67,12 +67,22 @@ def test_fitted_mean_map_is_the_training_files_mean_and_training_lowers_the_loss
     assert losses[-1] < 0.5 * losses[0]
 
 
-def test_mean_prior_starts_at_the_mean_map_and_the_baseline_is_not_moved_twice(tiny_prnet: Path):
-    data = PRNetDataModule(root=str(tiny_prnet), batch_size=4, val_fraction=0.34)
+def fitted_prior_module(root: Path, batch_size: int, seed: int | None = None) -> tuple[PRNetDataModule, PRNetModule]:
+    """The tiny set's datamodule and a mean-prior PRNet whose mean map is fitted on its training files (`seed`, when
+    given, is set just before the network is built)."""
+    data = PRNetDataModule(root=str(root), batch_size=batch_size, val_fraction=0.34)
     data.setup()
-    module = PRNetModule(map_size=32, mean_prior=True, **MODEL).eval()
+    if seed is not None:
+        torch.manual_seed(seed)
+    module = PRNetModule(map_size=32, mean_prior=True, **MODEL)
     for name, value in module.fit_statistics(data.train_dataloader()).items():
         getattr(module, name).copy_(value)
+    return data, module
+
+
+def test_mean_prior_starts_at_the_mean_map_and_the_baseline_is_not_moved_twice(tiny_prnet: Path):
+    data, module = fitted_prior_module(tiny_prnet, batch_size=4)
+    module.eval()
     batch = next(iter(data.test_dataloader()))
     with torch.no_grad():
         start = module.generate(batch, module.generator)["posmap"]
@@ -97,11 +107,8 @@ class _ConstantOutput(torch.nn.Module):
 def test_mean_prior_is_additive_so_a_uniform_offset_shifts_the_whole_face(tiny_prnet: Path):
     """A face moved by (dx, dy) px in the crop is the mean map plus the same offset at every texel: the prior must
     pass a uniform network offset through unchanged (a logit-space prior would bend it texel by texel)."""
-    data = PRNetDataModule(root=str(tiny_prnet), batch_size=2, val_fraction=0.34)
-    data.setup()
-    module = PRNetModule(map_size=32, mean_prior=True, **MODEL).eval()
-    for name, value in module.fit_statistics(data.train_dataloader()).items():
-        getattr(module, name).copy_(value)
+    data, module = fitted_prior_module(tiny_prnet, batch_size=2)
+    module.eval()
     batch = next(iter(data.test_dataloader()))
     shift_px = torch.tensor([3.0, -2.0, 1.0])
     stand_in = _ConstantOutput(shift_px / module.max_pos)
@@ -115,12 +122,7 @@ def test_mean_prior_is_additive_so_a_uniform_offset_shifts_the_whole_face(tiny_p
 
 
 def test_mean_prior_training_goes_below_the_mean_map(tiny_prnet: Path):
-    data = PRNetDataModule(root=str(tiny_prnet), batch_size=4, val_fraction=0.34)
-    data.setup()
-    torch.manual_seed(0)
-    module = PRNetModule(map_size=32, mean_prior=True, **MODEL)
-    for name, value in module.fit_statistics(data.train_dataloader()).items():
-        getattr(module, name).copy_(value)
+    data, module = fitted_prior_module(tiny_prnet, batch_size=4, seed=0)
     batch = next(iter(data.train_dataloader()))
     terms = frozenset({"posmap"})
     mean_loss = module.generator_losses(batch, {"posmap": module.mean_posmap[None]}, terms)["posmap"].item()
