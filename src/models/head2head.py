@@ -217,11 +217,8 @@ class Head2HeadModule(GANModule):
         estimator = self.flow_estimator
         if estimator is not None and "warp" in self._active_generator_terms():
             reals = real if last_real is None else torch.cat([last_real, real], 1)
-            if reals.shape[1] > 1:
-                flow, confidence = estimator(reals[:, 1:], reals[:, :-1])
-            else:  # a one-frame first chunk (chunk_frames 1): no frame pair yet, the frame is masked out below
-                flow = reals.new_zeros(reals.shape[0], 0, 2, *reals.shape[-2:])
-                confidence = reals.new_zeros(reals.shape[0], 0, 1, *reals.shape[-2:])
+            # a one-frame first chunk (chunk_frames 1) has no frame pair yet: empty flow, its frame is masked below
+            flow, confidence = estimator(reals[:, 1:], reals[:, :-1])
             previous_fakes = fakes[:, :-1] if last_fake is None else torch.cat([last_fake, fakes[:, :-1]], 1)
             if last_real is None:  # the first frame of a sequence has no previous frame: masked out
                 first = (reals.shape[0], 1, 1, *reals.shape[-2:])
