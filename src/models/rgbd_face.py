@@ -2,8 +2,11 @@
 
 G maps the 1-channel feature image to 4 channels (R, G, B, depth; tanh); D judges concat(feature, RGBD), 5
 channels. Loss table (weights in model.loss_weights; zero = not computed): gan, fm (pix2pixHD feature matching),
-l1 (all 4 channels, x100 in the original), lpips (with a real gradient, unlike the original), vgg, depth_l1_mm
-and depth_grad (depth in millimetres inside the true face, through the batch's DepthEncoding).
+l1 (all 4 channels, x100 in the original), mse (mean squared error on the same masked images, all 4 channels or
+the criterion's `channels`; not in the original), lpips (with a real gradient, unlike the original), vgg,
+depth_l1_mm and depth_grad (depth in millimetres inside the true face, through the batch's DepthEncoding).
+Why mse: L1 predicts the median, MSE the mean. Where an unseen face's colour or silhouette is uncertain, the mean
+is what PSNR rewards (bench/RESULTS.md, "rgbd_face quick start").
 
 The depth-as-mask rule (`depth_mask_rule`):
 - "original": the original's training rule: where the real OR the generated depth is background, all four
@@ -50,11 +53,30 @@ log = logging.getLogger(__name__)
 DEPTH_MASK_RULES = ("prediction", "original")
 
 
+class SquaredReconstructionLoss(nn.Module):
+    """Mean squared error; ``channels`` selects e.g. [0, 1, 2] (colour) of RGBD, None = all channels."""
+
+    def __init__(self, channels: list[int] | None = None) -> None:
+        super().__init__()
+        self.channels = list(channels) if channels is not None else None
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if pred.shape != target.shape:
+            raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ")
+        if self.channels is not None:
+            pred, target = pred[:, self.channels], target[:, self.channels]
+        return nn.functional.mse_loss(pred, target)
+
+
 class RGBDFaceModule(GANModule):
     """Conditional pix2pix for RGBD faces; see the module docstring. Extra arguments over GANModule:
 
     depth_mask_rule: "prediction" (default) or "original" (see the module docstring).
-    background_threshold: generated depth below this ([-1, 1] units) is background (GENERATED_BACKGROUND_THRESHOLD).
+    background_threshold: generated depth below this ([-1, 1] units) is background (GENERATED_BACKGROUND_THRESHOLD)
+        at inference (val / test / predict / export, the mean face) and, unless the next one is set, in training.
+    training_background_threshold: the cut of the training-time mask (None = background_threshold). A pixel stops
+        getting a gradient once its generated depth crosses the training cut, so background ends up just below
+        it; a tighter training cut than the inference cut keeps that cluster below the inference cut.
     lpips_metric: optional `_target_` config of src.metrics.LPIPSMetric for val / test (needs backbone weights;
         when they are missing the metric is skipped with a warning, never silently).
     mirror_probability: in training, each sample's drawing, RGBD and face mask are mirrored left-right together
@@ -65,7 +87,16 @@ class RGBDFaceModule(GANModule):
 
     MIRRORED_KEYS: ClassVar[tuple[str, ...]] = ("feature", "rgbd", "face_mask")
 
-    GENERATOR_TERMS: ClassVar[tuple[str, ...]] = ("gan", "fm", "l1", "lpips", "vgg", "depth_l1_mm", "depth_grad")
+    GENERATOR_TERMS: ClassVar[tuple[str, ...]] = (
+        "gan",
+        "fm",
+        "l1",
+        "mse",
+        "lpips",
+        "vgg",
+        "depth_l1_mm",
+        "depth_grad",
+    )
     DISCRIMINATOR_TERMS: ClassVar[tuple[str, ...]] = ("real", "fake")
     CRITERIA_FOR_TERMS: ClassVar[dict[str, tuple[str, ...]]] = {
         "gan": ("gan",),
@@ -73,6 +104,7 @@ class RGBDFaceModule(GANModule):
         "fake": ("gan",),
         "fm": ("fm",),
         "l1": ("l1",),
+        "mse": ("mse",),
         "lpips": ("lpips",),
         "vgg": ("vgg",),
         "depth_l1_mm": ("depth_l1_mm",),
@@ -84,6 +116,7 @@ class RGBDFaceModule(GANModule):
         *args: Any,
         depth_mask_rule: str = "prediction",
         background_threshold: float = GENERATED_BACKGROUND_THRESHOLD,
+        training_background_threshold: float | None = None,
         lpips_metric: Mapping | None = None,
         mirror_probability: float = 0.0,
         **kwargs: Any,
@@ -96,6 +129,9 @@ class RGBDFaceModule(GANModule):
         self.mirror_probability = float(mirror_probability)
         self.depth_mask_rule = depth_mask_rule
         self.background_threshold = background_threshold
+        self.training_background_threshold = (
+            background_threshold if training_background_threshold is None else training_background_threshold
+        )
         self.lpips_metric: nn.Module | None = None
         if lpips_metric:
             try:
@@ -124,9 +160,9 @@ class RGBDFaceModule(GANModule):
         raw = generator(batch["feature"])
         real = batch["rgbd"]
         if self.training and self.depth_mask_rule == "original":
-            fake, target = apply_depth_mask(raw, real, self.background_threshold)
+            fake, target = apply_depth_mask(raw, real, self.training_background_threshold)
         elif self.training:
-            fake = mask_background_straight_through(raw, self.background_threshold)
+            fake = mask_background_straight_through(raw, self.training_background_threshold)
             target = mask_background(real)  # real background is exactly level 0
         else:
             fake = mask_background(raw, self.background_threshold)
@@ -151,7 +187,7 @@ class RGBDFaceModule(GANModule):
                 losses["fm"] = self.criteria["fm"](fake_outputs, real_outputs)
         if "l1" in terms:
             losses["l1"] = self.criteria["l1"](fake, target)
-        for name in ("lpips", "vgg"):
+        for name in ("mse", "lpips", "vgg"):
             if name in terms:
                 losses[name] = self.criteria[name](fake, target)
         if terms & {"depth_l1_mm", "depth_grad"}:
