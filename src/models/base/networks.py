@@ -10,6 +10,7 @@ named Ds live under `discriminators.<name>.*`, extra networks under their own na
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -35,6 +36,28 @@ def _channels_last_tree(value: Any) -> Any:
 
 def _has_running_statistics(network: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats for m in network.modules())
+
+
+def _frozen_prefixes(module: Any, prefix: str) -> tuple[str, ...]:
+    return tuple(f"{prefix}{name}." for name in module.frozen_module_names)
+
+
+def _drop_frozen_state(module: Any, state_dict: dict[str, Any], prefix: str, local_metadata: Any) -> None:
+    """State-dict post-hook: frozen helper networks are rebuilt from their own config, never checkpointed."""
+    prefixes = _frozen_prefixes(module, prefix)
+    for key in [k for k in state_dict if k.startswith(prefixes)]:
+        del state_dict[key]
+    metadata = getattr(state_dict, "_metadata", None)
+    if metadata is not None:
+        for key in [k for k in metadata if f"{k}.".startswith(prefixes)]:
+            del metadata[key]
+
+
+def _forgive_missing_frozen_state(module: Any, incompatible_keys: Any) -> None:
+    """Load post-hook: a state dict without the frozen helpers' weights (every checkpoint) loads strictly."""
+    prefixes = _frozen_prefixes(module, "")
+    missing = incompatible_keys.missing_keys
+    missing[:] = [key for key in missing if not key.startswith(prefixes)]
 
 
 class NetworksMixin:
@@ -77,8 +100,9 @@ class NetworksMixin:
             set_norm_inference_mode(net, self.inference_norm, self.inference_dropout)
 
     def all_networks(self) -> list[nn.Module]:
-        """Every trainable network and EMA copy (criteria and metric backbones excluded)."""
-        return [m for name, m in self.named_children() if name not in ("criteria", "lpips_metric")]
+        """Every trainable network and EMA copy (criteria, metric backbones and frozen helpers excluded)."""
+        excluded = {"criteria", "lpips_metric", *self.frozen_module_names}
+        return [m for name, m in self.named_children() if name not in excluded]
 
     def network(self, name: str) -> nn.Module:
         """A network by the name updates use: `generator`, `discriminator`, `discriminators`, `discriminators.x`."""
@@ -86,9 +110,52 @@ class NetworksMixin:
             module = self.get_submodule(name)
         except AttributeError:
             module = None
-        if not isinstance(module, nn.Module) or name.endswith("_ema") or name == "criteria":
+        not_trained = name.endswith("_ema") or name == "criteria" or name.split(".")[0] in self.frozen_module_names
+        if not isinstance(module, nn.Module) or not_trained:
             raise UserError(f"model.updates: {name!r} is not a network of {type(self).__name__}")
         return module
+
+    # ------------------------------------------------------------------ frozen helper networks
+    @property
+    def frozen_module_names(self) -> tuple[str, ...]:
+        """Names given to add_frozen_module, in order."""
+        return tuple(self.__dict__.get("_frozen_module_names", ()))
+
+    def add_frozen_module(self, name: str, module: nn.Module | None) -> None:
+        """Attach a helper network the system uses but never trains (a reference-flow estimator, an identity or
+        perceptual backbone) as `self.<name>`.
+
+        It is a registered submodule, so it follows the model's device and dtype, but it has no gradient, stays in
+        eval mode whatever train() says, and is kept out of every optimizer, update, EMA and layout switch and out of
+        the state dict: the system rebuilds it from its own config (its weights file) whenever the model is built,
+        so checkpoints stay small and load without it. None sets the attribute to None (unused in this config).
+        """
+        if not name.isidentifier() or name in self.__dict__ or hasattr(self, name):
+            raise ValueError(f"{type(self).__name__}.add_frozen_module: {name!r} is taken or not an identifier")
+        if module is None:
+            object.__setattr__(self, name, None)
+            return
+        if not self.frozen_module_names:
+            self.register_state_dict_post_hook(_drop_frozen_state)
+            self.register_load_state_dict_post_hook(_forgive_missing_frozen_state)
+        self.add_module(name, module.requires_grad_(False).eval())
+        object.__setattr__(self, "_frozen_module_names", (*self.frozen_module_names, name))
+
+    def expect_frozen_modules_in_eval_mode(self) -> None:
+        """Lightning warns about modules in eval mode when training starts; the frozen helpers are meant to be.
+        Only a count of eval-mode modules equal to theirs is silenced, so any other module left in eval mode is still
+        reported."""
+        count = sum(1 for name in self.frozen_module_names for _ in getattr(self, name).modules())
+        if count:
+            message = rf"Found {count} module\(s\) in eval mode at the start of training"
+            warnings.filterwarnings("ignore", message=message, module="lightning")
+
+    def train(self, mode: bool = True) -> Any:
+        """nn.Module.train, except that frozen helper networks stay in eval mode."""
+        result = super().train(mode)
+        for name in self.frozen_module_names:
+            getattr(self, name).eval()
+        return result
 
     def inference_network(self, name: str) -> nn.Module:
         """The copy val / test / predict / export use: the EMA copy when `name` has one, else the network."""

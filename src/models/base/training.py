@@ -110,9 +110,12 @@ class TrainingMixin:
             for start in range(0, length, self.chunk_frames)
         ]
 
-    def run_chunks(self, batch: Batch, generator: nn.Module, each_chunk: Any = None) -> list[dict[str, Any]]:
-        """generate() over the chunks in order, feeding each chunk the detached `carry` the previous one returned."""
-        carry: Any = None
+    def run_chunks(
+        self, batch: Batch, generator: nn.Module, each_chunk: Any = None, carry: Any = None
+    ) -> list[dict[str, Any]]:
+        """generate() over the chunks in order, feeding each chunk the detached `carry` the previous one returned;
+        the first chunk gets `carry` (None: the start of a sequence; see generate_whole's evaluation streams)."""
+        carry = detach_tree(carry)
         results = []
         for chunk in self.chunks(self.in_memory_format(batch)):
             if self.SEQUENCE_KEYS and self.chunk_frames:
@@ -203,6 +206,7 @@ class TrainingMixin:
     # ------------------------------------------------------------------ fitted statistics
     def on_fit_start(self) -> None:
         """Fit the system's statistics once: never when a checkpoint (resume or init_from) already holds them."""
+        self.expect_frozen_modules_in_eval_mode()
         if not self.FITTED_STATISTICS or bool(self.statistics_fitted):
             return
         datamodule = self.trainer.datamodule
