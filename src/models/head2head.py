@@ -12,7 +12,8 @@ on mouth crops), optional `eyes`, and `temporal_<skip>` (3 frames skipped by <sk
 13 channels). A temporal table whose window does not fit in the frames seen so far contributes 0 for that chunk.
 G terms: `<table>/gan`, `<table>/fm` (LSGAN, feature matching), `vgg`, `warp` (masked L1 between the frame and the
 previous generated frame warped by the real frames' flow, mask = flow confidence). The reference flow comes from
-`flow_estimator` (FlowNet2 with the original weights, or the light DIS estimator), kept out of the state dict.
+`flow_estimator` (FlowNet2 with the original weights, or the light DIS estimator), a frozen helper of the base
+(never trained, kept out of the state dict).
 
 Sequence-length curriculum: in training the batch is cut to `sequence_length.start * 2 ** (epoch //
 sequence_length.double_every)` frames (a random window), as the original's n_frames_total.
@@ -30,8 +31,6 @@ import torch
 from torch import nn
 
 from src.export.spec import ExportInput, ExportSpec
-from src.models.base.evaluation import join_chunks
-from src.models.base.training import detach_tree
 from src.models.components.flownet2 import FlowEstimator, build_flow_estimator
 from src.models.components.flownet2_ops import resample2d
 from src.models.components.head2head_parts import (
@@ -143,8 +142,8 @@ class Head2HeadModule(GANModule):
         if needs_flow and flow_estimator is None:
             raise UserError("model.flow_estimator is required (warp loss, temporal discriminators or flicker)")
         estimator = build_flow_estimator(flow_estimator) if flow_estimator is not None else None
-        # Not a registered submodule: FlowNet2's 620 MB stay out of every checkpoint and optimizer.
-        object.__setattr__(self, "flow_estimator", estimator)
+        # frozen: FlowNet2's 620 MB stay out of every checkpoint and optimizer, and it never trains
+        self.add_frozen_module("flow_estimator", estimator)
 
     @staticmethod
     def _parse_curriculum(spec: Mapping[str, Any] | None) -> dict[str, int | None] | None:
@@ -250,38 +249,20 @@ class Head2HeadModule(GANModule):
         next_carry["real_history"] = keep_history(joined_real, self.history_frames)
         next_carry["fake_history"] = keep_history(joined_fake, self.history_frames)
 
-    def generate_whole(self, batch: Batch, generator: Any) -> dict[str, Any]:
-        """Whole windows chunk by chunk; in evaluation a window that continues the previous one (same sequences,
-        next frame numbers, same generator) starts from that window's carry, so a video streamed in windows is
-        generated exactly as one long sequence."""
-        if self.training or not self.chunk_frames:
-            return super().generate_whole(batch, generator)
-        carry = self._continued_carry(batch, generator)
-        results = []
-        for chunk in self.chunks(batch):
-            outputs = self.generate({**chunk, "carry": carry}, generator)
-            carry = detach_tree(outputs.get("carry"))
-            results.append(outputs)
-        self._stream = (id(generator), list(batch.get("sequence", [])), batch["frame_index"][:, -1].clone(), carry)
-        return join_chunks(results)
-
-    def _continued_carry(self, batch: Batch, generator: Any) -> Any:
-        stream = getattr(self, "_stream", None)
-        if stream is None or "frame_index" not in batch:
-            return None
-        generator_id, sequences, last_frames, carry = stream
-        first = batch["frame_index"][:, 0].to(last_frames.device)
-        same = (
-            generator_id == id(generator)
-            and sequences == list(batch.get("sequence", []))
-            and len(first) == len(last_frames)
-        )
-        return carry if same and bool((first == last_frames + 1).all()) else None
+    def continues_stream(self, previous: Batch, batch: Batch) -> bool:
+        """An evaluation window continues the previous one when it shows the same sequences from the next frame
+        numbers on: the base then starts it from that window's carry (a video streamed in windows is generated
+        exactly as one long sequence)."""
+        if "frame_index" not in batch:
+            return False
+        first, last = batch["frame_index"][:, 0], previous["frame_index"][:, -1]
+        same = list(previous.get("sequence", [])) == list(batch.get("sequence", [])) and len(first) == len(last)
+        return same and bool((first.to(last.device) == last + 1).all())
 
     # ------------------------------------------------------------------ discriminators and losses
-    def discriminator_inputs(self, batch: Batch, outputs: dict[str, Any], name: str) -> tuple[Any, Any]:
-        if name in self.temporal_skips:
-            return outputs["temporal"][name]
+    def discriminator_inputs(self, batch: Batch, outputs: dict[str, Any], name: str) -> tuple[Any, Any] | None:
+        if name in self.temporal_skips:  # None (the base scores 0) while the frames seen so far cannot fill a window
+            return (outputs.get("temporal") or {}).get(name)
         conditioning = self.conditioning_frames(batch).flatten(0, 1)
         real = torch.cat([conditioning, batch["image"].flatten(0, 1)], 1)
         fake = torch.cat([conditioning, outputs["frames"].flatten(0, 1)], 1)
@@ -295,23 +276,8 @@ class Head2HeadModule(GANModule):
             centers, height, width = eye_centers(landmarks), side, min(2 * side, real.shape[-1])
         return crop_around(real, centers, height, width), crop_around(fake, centers, height, width)
 
-    def _missing_windows(self, outputs: dict[str, Any], terms: frozenset[str]) -> set[str]:
-        """Terms of temporal tables without a window in this chunk (their frames have not been seen yet)."""
-        temporal = outputs.get("temporal") or {}
-        return {t for t in terms if t.split("/", 1)[0] in self.temporal_skips and temporal.get(t.split("/")[0]) is None}
-
-    def _with_zeros(self, losses: dict, missing: set[str], like: torch.Tensor) -> dict:
-        losses.update({term: like.new_zeros(()) for term in missing})
-        return losses
-
-    def discriminator_losses(self, batch: Batch, outputs: dict[str, Any], terms: frozenset[str]) -> dict:
-        missing = self._missing_windows(outputs, terms)
-        losses = super().discriminator_losses(batch, outputs, terms - missing)
-        return self._with_zeros(losses, missing, outputs["frames"])
-
     def generator_losses(self, batch: Batch, outputs: dict[str, Any], terms: frozenset[str]) -> dict:
-        missing = self._missing_windows(outputs, terms)
-        losses = self._with_zeros(self.adversarial_losses(batch, outputs, terms - missing), missing, outputs["frames"])
+        losses = self.adversarial_losses(batch, outputs, terms)
         fake, real = outputs["frames"].flatten(0, 1), batch["image"].flatten(0, 1)
         if "vgg" in terms:
             losses["vgg"] = self.criteria["vgg"](fake, real)
