@@ -50,7 +50,7 @@ from torch.utils.data import Dataset
 
 from src.datamodules.base import FaceDataModule, check_choice, check_int, split_train_val
 from src.io.images import ImageReadError, read_image
-from src.landmarks.drawing import HALF_FACE_RULES, draw_dg_landmarks
+from src.landmarks.drawing import DG_REFERENCE_SIZE, DG_REFERENCE_THICKNESS, HALF_FACE_RULES, draw_dg_landmarks
 from src.utils.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -218,6 +218,30 @@ def read_pair_list(list_path: Path, dims: int, max_problems: int = 1000) -> tupl
     return pairs, problems
 
 
+def dg_drawing(
+    points: np.ndarray, size: int, half_face: str = "symmetric", supersample: int = 1, line_width: float | None = None
+) -> np.ndarray:
+    """DG's landmark drawing of (68, >= 2) points in pixels of a size x size crop, as float32 in [0, 1].
+
+    supersample 1 with line_width None is the original (src.landmarks.drawing.draw_dg_landmarks: lines of the demo's
+    2 px at 256 scaled, at least 1 px, end points truncated to whole pixels). At 32 px that truncation moves every
+    point by up to 8 px of a 256 crop, coarser than the landmark changes IDSG makes. supersample k > 1 draws at
+    k x size (points scaled, lines k x line_width wide) and area-averages down to size: the lines keep their
+    sub-pixel positions as grey levels. line_width: width in pixels of the output (null: the original's).
+    """
+    if line_width is None:
+        line_width = max(1, round(DG_REFERENCE_THICKNESS * size / DG_REFERENCE_SIZE))
+    points = np.asarray(points, dtype=np.float64)[:, :2]
+    if supersample == 1:
+        lines = draw_dg_landmarks(points, size, thickness=max(1, round(line_width)), half_face=half_face)
+        return lines.astype(np.float32) / 255.0
+    big = size * supersample
+    lines = draw_dg_landmarks(
+        points * supersample, big, thickness=max(1, round(line_width * supersample)), half_face=half_face
+    )
+    return cv2.resize(lines.astype(np.float32) / 255.0, (size, size), interpolation=cv2.INTER_AREA)
+
+
 IMAGE_KEYS = ("same", "reference", "source", "target")
 
 
@@ -228,7 +252,8 @@ class DGPairs(Dataset):
     drawings: whether to draw reference_drawing / target_drawing; cache: keep decoded images in memory;
     flip_probability: chance that a sample is mirrored as a whole (every image and landmark set, the yaw negated):
     the mirrored pair is as true as the original (a mirrored person in the mirrored pose), so a few hundred
-    training identities count twice."""
+    training identities count twice. drawing_supersample / drawing_line_width: how the drawings are made
+    (dg_drawing; 1 / None = the original)."""
 
     def __init__(
         self,
@@ -240,8 +265,12 @@ class DGPairs(Dataset):
         drawings: bool = True,
         cache: bool = False,
         flip_probability: float = 0.0,
+        drawing_supersample: int = 1,
+        drawing_line_width: float | None = None,
     ):
         self.pairs = pairs
+        self.drawing_supersample = int(drawing_supersample)
+        self.drawing_line_width = drawing_line_width
         self.flip_probability = float(flip_probability)
         self.image_size = image_size
         self.half_face = half_face
@@ -273,8 +302,10 @@ class DGPairs(Dataset):
         return torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0, side
 
     def _drawing(self, normalised: np.ndarray, size: int) -> torch.Tensor:
-        lines = draw_dg_landmarks(normalised[:, :2] * size, size, half_face=self.half_face)
-        return torch.from_numpy(lines).float().div(255.0).unsqueeze(0).repeat(3, 1, 1)
+        lines = dg_drawing(
+            normalised[:, :2] * size, size, self.half_face, self.drawing_supersample, self.drawing_line_width
+        )
+        return torch.from_numpy(lines).unsqueeze(0).repeat(3, 1, 1)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         pair = self.pairs[index]
@@ -319,6 +350,8 @@ class DGDataModule(FaceDataModule):
     images: which images a sample carries (same, reference, source, target; the source always), drawings: whether
     it carries the drawings, cache_images: keep decoded images in memory (small crops, many epochs).
     flip_probability: chance that a TRAINING sample is mirrored as a whole (DGPairs); 0 = the original.
+    drawing_supersample / drawing_line_width: the drawings drawn k times larger and area-averaged down, lines this
+    many output pixels wide (dg_drawing); 1 / null = the original's drawing.
     """
 
     FACEWORLD_WRITER: ClassVar[str | None] = "dg"
@@ -340,6 +373,8 @@ class DGDataModule(FaceDataModule):
         drawings: bool = True,
         cache_images: bool = False,
         flip_probability: float = 0.0,
+        drawing_supersample: int = 1,
+        drawing_line_width: float | None = None,
         **kwargs: Any,
     ) -> None:
         images = [str(name) for name in images]
@@ -352,6 +387,11 @@ class DGDataModule(FaceDataModule):
         check_int("data.image_size", self.hparams.image_size, 16, allow_none=True)
         if not 0.0 <= float(flip_probability) <= 1.0:
             raise DatasetError(f"data.flip_probability must lie in [0, 1], got {flip_probability!r}")
+        check_int("data.drawing_supersample", drawing_supersample, 1)
+        if drawing_line_width is not None and not 0 < float(drawing_line_width) <= 64:
+            raise DatasetError(
+                f"data.drawing_line_width must lie in (0, 64] pixels or be null, got {drawing_line_width!r}"
+            )
         unknown = sorted(set(images) - set(IMAGE_KEYS))
         if unknown:
             raise DatasetError(f"data.images: unknown image(s) {unknown}; choose from {list(IMAGE_KEYS)}")
@@ -390,6 +430,8 @@ class DGDataModule(FaceDataModule):
             bool(self.hparams.drawings),
             bool(self.hparams.cache_images),
             float(self.hparams.flip_probability) if split == "train" else 0.0,
+            int(self.hparams.drawing_supersample),
+            self.hparams.drawing_line_width,
         )
 
     def landmark_statistics(self) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,9 @@ target's landmarks and the answer its image (the RaFD branch's `lm src tgt`); wi
 reference image from its own drawing and the same person's other image (the VoxCeleb self-reconstruction).
     D update `D`:   real = BCE(D([target, drawing]), 1), fake = BCE(D([fake, drawing]), 0), r1 on the real pair
     G update `G`:   gan (non-saturating BCE), l1, perceptual (face-recognition features: src/models/components/
-                    dg_face_features.py), fm (D feature matching; 0 in the original's default)
+                    dg_face_features.py), fm (D feature matching; 0 in the original's default), landmark (this
+                    framework's geometry term, 0 = the original: a frozen landmark regressor trained on the training
+                    crops reads the output, distance to the drawn landmarks; src/models/components/dg_geometry.py)
 EMA of the RFG (generator + style encoder) is what val / test / export use.
 
 Evaluation is the FULL pipeline of the demo when model.idsg_checkpoint is set: IDSG(reference landmarks, source)
@@ -32,8 +34,8 @@ import torch
 from torch import nn
 from torchmetrics.functional import peak_signal_noise_ratio, structural_similarity_index_measure
 
+from src.datamodules.dg import dg_drawing
 from src.export.spec import ExportInput, ExportSpec
-from src.landmarks.drawing import draw_dg_landmarks
 from src.models.components.dg_face_features import load_idsg_generator
 from src.models.components.dg_idsg import eye_fix
 from src.models.gan import Batch, GANModule
@@ -53,11 +55,14 @@ class ReferenceLandmarks(nn.Module):
         super().__init__()
 
 
-def draw_batch(landmarks: torch.Tensor, size: int, half_face: str) -> torch.Tensor:
-    """(B, 68 * D) landmarks in [0, 1] -> (B, 3, size, size) DG drawings in [0, 1]."""
+def draw_batch(
+    landmarks: torch.Tensor, size: int, half_face: str, supersample: int = 1, line_width: float | None = None
+) -> torch.Tensor:
+    """(B, 68 * D) landmarks in [0, 1] -> (B, 3, size, size) DG drawings in [0, 1] (src.datamodules.dg.dg_drawing:
+    supersample 1 / line_width None is the original's drawing)."""
     points = landmarks.detach().float().cpu().reshape(landmarks.shape[0], 68, -1)[..., :2].numpy() * size
-    drawings = [draw_dg_landmarks(p, size, half_face=half_face) for p in points]
-    out = torch.from_numpy(np.stack(drawings)).float().div(255.0)
+    drawings = [dg_drawing(p, size, half_face, supersample, line_width) for p in points]
+    out = torch.from_numpy(np.stack(drawings)).float()
     return out[:, None].repeat(1, 3, 1, 1).to(landmarks.device)
 
 
@@ -68,11 +73,13 @@ class DGRFGModule(GANModule):
         its face encoder scores identity consistency (frozen, stored in this model's checkpoint too).
     eye_fix: apply the original demo's eye fix to IDSG's landmarks before drawing them.
     half_face: the drawing's half-face rule (src.landmarks.drawing.dg_face_part).
+    drawing_supersample / drawing_line_width: how evaluation draws the pipeline's landmarks; they must be those the
+        training drawings were made with (the config takes them from data.*; 1 / None = the original's drawing).
     lpips_metric: `_target_` config of src.metrics.LPIPSMetric (skipped with a warning when weights are missing).
     pose_detector: landmark detector name for pose / expression consistency (null: not scored).
     """
 
-    GENERATOR_TERMS: ClassVar[tuple[str, ...]] = ("gan", "l1", "perceptual", "fm")
+    GENERATOR_TERMS: ClassVar[tuple[str, ...]] = ("gan", "l1", "perceptual", "fm", "landmark")
     DISCRIMINATOR_TERMS: ClassVar[tuple[str, ...]] = ("real", "fake", "r1")
     CRITERIA_FOR_TERMS: ClassVar[dict[str, tuple[str, ...]]] = {
         "gan": ("gan",),
@@ -82,6 +89,7 @@ class DGRFGModule(GANModule):
         "l1": ("l1",),
         "perceptual": ("perceptual",),
         "fm": ("fm",),
+        "landmark": ("landmark",),
     }
     METRIC_DIRECTIONS: ClassVar[dict[str, str]] = {
         "psnr": HIGHER,
@@ -102,6 +110,8 @@ class DGRFGModule(GANModule):
         idsg_checkpoint: str | None = None,
         eye_fix: bool = True,
         half_face: str = "symmetric",
+        drawing_supersample: int = 1,
+        drawing_line_width: float | None = None,
         lpips_metric: Mapping | None = None,
         pose_detector: str | None = "mediapipe",
         **kwargs: Any,
@@ -110,6 +120,8 @@ class DGRFGModule(GANModule):
         self.idsg = load_idsg_generator(idsg_checkpoint) if idsg_checkpoint else None
         self.use_eye_fix = bool(eye_fix)
         self.half_face = half_face
+        self.drawing_supersample = int(drawing_supersample)
+        self.drawing_line_width = drawing_line_width
         self.landmark_source = "idsg" if self.idsg is not None else "target"
         if self.idsg is None:
             log.warning("dg_rfg: no model.idsg_checkpoint: evaluation draws the TRUE target landmarks (oracle)")
@@ -128,11 +140,35 @@ class DGRFGModule(GANModule):
         return [m for m in super().all_networks() if m is not idsg]
 
     # ------------------------------------------------------------------ training
-    def _training_triplet(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(drawing, source image, answer) RFG learns from (see the module docstring)."""
+    def _training_triplet(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(drawing, source image, answer, the drawing's landmarks) RFG learns from (see the module docstring)."""
         if "target_image" in batch:
-            return batch["target_drawing"], batch["source_image"], batch["target_image"]
-        return batch["reference_drawing"], batch["same_image"], batch["reference_image"]
+            return batch["target_drawing"], batch["source_image"], batch["target_image"], batch["target_landmarks"]
+        return batch["reference_drawing"], batch["same_image"], batch["reference_image"], batch["reference_landmarks"]
+
+    def on_fit_start(self) -> None:
+        """Train the geometry term's landmark regressor once on the training crops (not again on resume)."""
+        super().on_fit_start()
+        geometry = self.criteria["landmark"] if "landmark" in self.criteria else None  # noqa: SIM401 (no .get)
+        if geometry is None or bool(geometry.fitted):
+            return
+        datamodule = getattr(self.trainer, "datamodule", None)
+        loader = (
+            datamodule.train_dataloader() if datamodule is not None else self.trainer.fit_loop._data_source.dataloader()
+        )
+        pairs = [
+            (batch[f"{kind}_image"], batch[f"{kind}_landmarks"])
+            for batch in loader
+            for kind in ("source", "target", "reference")
+            if f"{kind}_image" in batch and f"{kind}_landmarks" in batch
+        ]
+        if not pairs:
+            raise UserError("model.loss_weights.landmark: the training batches hold no image with its landmarks")
+        fitted = geometry.fit(pairs)
+        log.info(
+            f"dg_rfg: geometry regressor trained on {sum(len(p[0]) for p in pairs)} training crops, "
+            f"{fitted['steps']} steps, {fitted['cpu_seconds']:.0f} CPU-s, error {fitted['train_error_px']:.2f} px"
+        )
 
     def pipeline_landmarks(self, batch: Batch) -> torch.Tensor:
         """The landmarks the evaluated pipeline draws: IDSG's (eye-fixed), the true target's, or the reference's."""
@@ -147,12 +183,17 @@ class DGRFGModule(GANModule):
 
     def generate(self, batch: Batch, generator: nn.Module) -> dict[str, Any]:
         if self.training:
-            drawing, source, answer = self._training_triplet(batch)
-            return {"image": generator(drawing, source), "drawing": drawing, "answer": answer}
+            drawing, source, answer, landmarks = self._training_triplet(batch)
+            return {"image": generator(drawing, source), "drawing": drawing, "answer": answer, "landmarks": landmarks}
         landmarks = self.pipeline_landmarks(batch)
-        drawing = draw_batch(landmarks, int(batch["source_image"].shape[-1]), self.half_face)
+        drawing = self.draw(landmarks, int(batch["source_image"].shape[-1]))
         answer = batch["target_image"] if "target_image" in batch else batch["reference_image"]
-        return {"image": generator(drawing, batch["source_image"]), "drawing": drawing, "answer": answer}
+        image = generator(drawing, batch["source_image"])
+        return {"image": image, "drawing": drawing, "answer": answer, "landmarks": landmarks}
+
+    def draw(self, landmarks: torch.Tensor, size: int) -> torch.Tensor:
+        """(B, 68 * D) landmarks in [0, 1] -> (B, 3, size, size) drawings made as the training drawings were."""
+        return draw_batch(landmarks, size, self.half_face, self.drawing_supersample, self.drawing_line_width)
 
     def _discriminate(self, image: torch.Tensor, drawing: torch.Tensor) -> list[torch.Tensor]:
         return self.discriminator(torch.cat([image, drawing], dim=1))
@@ -172,6 +213,8 @@ class DGRFGModule(GANModule):
             losses["l1"] = self.criteria["l1"](fake, answer)
         if "perceptual" in terms:
             losses["perceptual"] = self.criteria["perceptual"](fake, answer)
+        if "landmark" in terms:
+            losses["landmark"] = self.criteria["landmark"](fake, outputs["landmarks"])
         return losses
 
     def discriminator_losses(
