@@ -8,6 +8,7 @@ hide exactly the bugs these tests exist for (e.g. hydra.sweep.dir resolved befor
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -37,11 +38,13 @@ def run_script(project: Path, script: str, *args: str, timeout: int = 300) -> su
 
 
 def run_until(
-    project: Path, script: str, args: list[str], done: Callable[[], bool], timeout: float = 900.0
+    project: Path, script: str, args: list[str], done: Callable[[], bool], timeout: float = 900.0, poll_s: float = 1.0
 ) -> tuple[bool, int | None, str]:
-    """Run a long command and stop it (SIGTERM to its process group) once `done()` holds.
+    """Run a long command and stop it (SIGTERM to its process group) once `done()` holds while it runs.
 
-    Returns (done reached, exit code if it ended by itself, stderr tail).
+    Returns (done reached while the command ran, exit code: its own or after the SIGTERM, stderr tail). A command
+    that ends by itself before `done()` was seen is not "reached", even if `done()` holds afterwards: that would
+    hide a stop that never happened.
     """
     log = project / f"{script}.stderr.txt"
     with log.open("w") as stderr:
@@ -55,12 +58,11 @@ def run_until(
             if done():
                 reached = True
                 break
-            time.sleep(1.0)
-        code = process.poll()
-        if code is None:
-            os.killpg(process.pid, 15)
+            time.sleep(poll_s)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=60)
-    return reached or done(), code, log.read_text()[-3000:]
+    return reached, process.returncode, log.read_text()[-3000:]
 
 
 def last_line(text: str) -> str:

@@ -108,21 +108,48 @@ def test_readme_sweep_command_trains_its_first_job(name: str, quickstart_project
         assert config["optimized_metric"] == "val/psnr_rgbd"
 
 
+# Where the interrupted sweep's second job is held until the test sends SIGTERM (tests/entrypoints/sweep_probe.py).
+PROBE = "tests.entrypoints.sweep_probe"
+INTERRUPTIONS = {
+    # before the job's task: only the sweep's own handler is installed (once: SIG_DFL, the process died at once)
+    "before_the_task": ("hydra.callbacks", f"{PROBE}.HoldJobStartUntilSigterm", []),
+    # inside fit: Lightning's handler runs first and would stop at the next batch end
+    "mid_fit": ("callbacks", f"{PROBE}.HoldTrainerUntilSigterm", ["hook=on_train_start"]),
+    # after the loops' last SIGTERM check: Lightning swallowed the signal, the trial was told COMPLETE and the sweep
+    # went on with its third job (the old defect)
+    "after_the_last_epoch": ("callbacks", f"{PROBE}.HoldTrainerUntilSigterm", ["hook=on_train_end"]),
+}
+
+
 @pytest.mark.slow
-def test_interrupted_optuna_sweep_continues_its_sqlite_study_when_rerun(dataset: Path, project: Path) -> None:
+@pytest.mark.parametrize("point", list(INTERRUPTIONS))
+def test_interrupted_optuna_sweep_continues_its_sqlite_study_when_rerun(
+    point: str, dataset: Path, project: Path
+) -> None:
     import optuna
 
+    from src.utils.optuna_sweeper import INTERRUPTED_ATTR
+
+    node, target, settings = INTERRUPTIONS[point]
+    marker = project / "held_at.txt"  # written by job 1 when it reaches the hold point; a rerun then never holds
+    probe = [f"+{node}.hold._target_={target}", f"+{node}.hold.job=1", f"+{node}.hold.marker={marker}"]
     command = [
         *tiny_overrides(dataset, "test=false", "trainer.max_epochs=1"), "hparams_search=rgbd_face_optuna",
         "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.n_startup_trials=3",
+        *probe, *(f"+{node}.hold.{setting}" for setting in settings),
     ]  # fmt: skip
     multiruns = project / "logs" / "train" / "multiruns"
-    reached, _, stderr = run_until(project, "train.py", command, lambda: any(multiruns.glob("*/1")), timeout=900)
-    assert reached, stderr  # killed while its second trial ran
+    reached, code, stderr = run_until(project, "train.py", command, marker.is_file, timeout=900, poll_s=0.1)
+    assert reached, f"job 1 never reached its hold point (exit code {code}):\n{stderr}"
+    assert code == 1 and last_line(stderr) == (
+        "error: the sweep was stopped by SIGTERM during job 1; that trial is not recorded as finished: run the same "
+        "command again to continue the sweep"
+    ), f"exit code {code}:\n{stderr}"
     (first,) = multiruns.iterdir()
+    assert sorted(p.name for p in first.iterdir() if p.is_dir()) == ["0", "1"]  # stopped: no third job
     storage = f"sqlite:///{project / 'logs' / 'optuna' / 'rgbd_face.db'}"
     before = optuna.load_study(study_name="rgbd_face", storage=storage).get_trials()
-    assert [t.state.name for t in before] == ["COMPLETE", "RUNNING"]
+    assert [t.state.name for t in before] == ["COMPLETE", "RUNNING"]  # the interrupted trial is not COMPLETE
 
     result = run_script(project, "train.py", *command, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -130,7 +157,11 @@ def test_interrupted_optuna_sweep_continues_its_sqlite_study_when_rerun(dataset:
     assert sorted(p.name for p in second.iterdir() if p.is_dir() and p.name.isdigit()) == ["0", "1"]  # only 2 more
     trials = optuna.load_study(study_name="rgbd_face", storage=storage).get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
-    assert trials[0].params == before[0].params and trials[0].value == before[0].value  # the first part is kept
+    assert trials[1].user_attrs.get(INTERRUPTED_ATTR) is True and trials[1].value is None
+    assert trials[0].params == before[0].params and trials[0].value == before[0].value  # the first part is reused
+    assert trials[2].params == trials[1].params  # the interrupted trial runs again first
+    # then a fresh draw: the reseeded sampler does not replay the first part's draws (trial 0's, then trial 1's)
+    assert trials[3].params not in (trials[0].params, trials[1].params)
     best = yaml.safe_load((second / "optimization_results.yaml").read_text())
     assert best["best_value"] == max(t.value for t in trials if t.state.name == "COMPLETE")
 
