@@ -16,7 +16,8 @@ Pose / expression consistency by a landmark probe (src/models/components/dg_land
 regressor trained here on the RFG run's TRAINING crops (source and true-target images with their landmarks) reads
 the landmarks of every output; `probe_lm_error_px` is their distance to the TRUE target landmarks (pixels of a 256
 crop). The row `true target image (probe floor)` is the probe on the true target images: no output can do better.
-The paired difference pipeline - rfg_on_reference (mean, standard error, share of pairs improved) follows the table.
+The paired differences pipeline - rfg_on_reference (and - untrained_rfg) of the probe error, PSNR and SSIM (mean,
+standard error, the mean in standard errors, share of pairs improved) follow the table.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from torchmetrics.functional import peak_signal_noise_ratio, structural_similarity_index_measure  # noqa: E402
 
 from src.datamodules.dg import DGDataModule  # noqa: E402
 from src.models.components.dg_face_features import load_idsg_generator  # noqa: E402
@@ -67,33 +70,43 @@ def probe_batches(datamodule: DGDataModule, batch_size: int = 64) -> list[dict[s
 
 
 @torch.no_grad()
-def probe_errors(model: torch.nn.Module, datamodule: DGDataModule, source: str | None, probe: torch.nn.Module):
-    """(pairs,) probe error of the model's outputs drawing `source` landmarks (None: the true target images)."""
-    errors = []
+def probe_errors(
+    model: torch.nn.Module, datamodule: DGDataModule, source: str | None, probe: torch.nn.Module
+) -> dict[str, torch.Tensor]:
+    """Per pair: probe error, PSNR and SSIM against the true target of the model's outputs drawing `source`
+    landmarks (None: the true target images themselves, probe error only)."""
+    values: dict[str, list[torch.Tensor]] = {PROBE: [], "psnr": [], "ssim": []}
     if source is not None:
         model.landmark_source = source
         model.eval()
     for batch in datamodule.test_dataloader():
-        if source is None:
-            image = batch["target_image"]
-        else:
-            image = model.generate(batch, model.inference_generator)["image"].clamp(0, 1)
-        errors.append(probe_error_px(probe(image), batch["target_landmarks"]))
-    return torch.cat(errors)
+        truth = batch["target_image"]
+        image = truth if source is None else model.generate(batch, model.inference_generator)["image"].clamp(0, 1)
+        values[PROBE].append(probe_error_px(probe(image), batch["target_landmarks"]))
+        values["psnr"].append(peak_signal_noise_ratio(image, truth, data_range=1.0, reduction="none", dim=(1, 2, 3)))
+        values["ssim"].append(structural_similarity_index_measure(image, truth, data_range=1.0, reduction="none"))
+    return {name: torch.cat(parts) for name, parts in values.items()}
 
 
 def summary_of(values: torch.Tensor) -> dict[str, float]:
     return {"mean": float(values.mean()), "std": float(values.std()), "count": int(values.numel())}
 
 
-def paired_line(name: str, mine: torch.Tensor, theirs: torch.Tensor) -> str:
-    difference = mine - theirs
-    error = float(difference.std() / difference.numel() ** 0.5)
-    share = float((difference < 0).float().mean()) * 100
-    return (
-        f"- {PROBE}, pipeline - {name} (paired over {difference.numel()} pairs): {float(difference.mean()):+.3f} px, "
-        f"standard error {error:.3f} px, {share:.1f} % of the pairs improve\n"
-    )
+PAIRED = ((PROBE, "px", -1), ("psnr", "dB", 1), ("ssim", "", 1))  # (metric, unit, sign of an improvement)
+
+
+def paired_line(name: str, mine: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor]) -> str:
+    """Pipeline minus `name`, paired per test pair: mean, standard error, in standard errors, share improved."""
+    parts = []
+    for metric, unit, better in PAIRED:
+        difference = mine[metric] - theirs[metric]
+        error = float(difference.std() / difference.numel() ** 0.5)
+        share = float((difference * better > 0).float().mean()) * 100
+        parts.append(
+            f"{metric} {float(difference.mean()):+.3f}{(' ' + unit) if unit else ''} (standard error {error:.3f}, "
+            f"{float(difference.mean()) / max(error, 1e-12):+.1f} SE, {share:.1f} % of the pairs better)"
+        )
+    return f"- pipeline - {name}, paired over {len(mine[PROBE])} pairs: " + "; ".join(parts) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     errors["true target image (probe floor)"] = probe_errors(rfg, datamodule, None, probe)
     rows["true target image (probe floor)"] = {}
     for row, values in errors.items():
-        rows[row][PROBE] = summary_of(values)
+        rows[row][PROBE] = summary_of(values[PROBE])
     directions = {**type(rfg).headline_metrics(), PROBE: "lower"}
     table = metric_table(rows, directions)
     paired = "".join(

@@ -205,3 +205,23 @@ def test_idsg_export_manifest_declares_the_input_ranges(tmp_path):
     }
     codes = model.inference_generator.face_encoder(torch.rand(16, 3, SIZE, SIZE))
     assert codes.min() < 0 < codes.max()  # codes take both signs: a range starting at 0 or above would miss half
+
+
+def test_bench_paired_line_reports_mean_standard_error_and_share():
+    from tests.bench_scripts import load_bench
+
+    bench = load_bench("dg_pipeline")
+    mine = {"probe_lm_error_px": torch.tensor([1.0, 2.0, 4.0, 3.0]), "psnr": torch.tensor([20.0, 21.0, 19.0, 22.0])}
+    theirs = {"probe_lm_error_px": torch.tensor([2.0, 2.5, 3.0, 5.0]), "psnr": torch.tensor([19.0, 21.5, 18.0, 21.0])}
+    mine["ssim"], theirs["ssim"] = mine["psnr"] / 40, theirs["psnr"] / 40
+    line = bench.paired_line("rfg_on_reference", mine, theirs)
+    probe = np.array([-1.0, -0.5, 1.0, -2.0])  # lower is better: 3 of 4 improve
+    error = probe.std(ddof=1) / 2
+    assert (
+        f"probe_lm_error_px {probe.mean():+.3f} px (standard error {error:.3f}, {probe.mean() / error:+.1f} SE, 75.0 %"
+        in line
+    )
+    psnr = np.array([1.0, -0.5, 1.0, 1.0])  # higher is better: 3 of 4 improve
+    assert (
+        f"psnr {psnr.mean():+.3f} dB (standard error {psnr.std(ddof=1) / 2:.3f}" in line and line.count("75.0 %") == 3
+    )
