@@ -94,19 +94,16 @@ def prepare_study(
         for t in trials
     )
     remaining = max(0, n_trials - finished)
-    # queued by an earlier continuation that was itself interrupted before asking for them: not queued twice
-    waiting = [t.system_attrs.get("fixed_params") for t in trials if t.state == TrialState.WAITING]
-    queued = 0
-    for trial in stale:
-        if queued + len(waiting) >= remaining or trial.params in waiting:
-            continue
+    # Trials still queued (an earlier continuation stopped before asking for them) run first; never queue more than
+    # the run will ask for (a rerun may lower hydra.sweeper.n_trials, which is not one of the sweep's arguments).
+    queued = sum(t.state == TrialState.WAITING for t in trials)
+    for trial in stale[: max(0, remaining - queued)]:
         with warnings.catch_warnings():  # enqueue_trial is "experimental" in Optuna 2.x, and stable since
             warnings.simplefilter("ignore", ExperimentalWarning)
             study.enqueue_trial(trial.params)
-        queued += 1
     log.info(
         f"Optuna study {study_name} continues from {storage}: {finished} trial(s) finished, {len(stale)} interrupted "
-        f"(marked failed, {queued} queued to run again), {remaining} to run"
+        f"(marked failed and queued to run again), {remaining} to run"
     )
     return StudyState(remaining=remaining, stored=len(trials))
 

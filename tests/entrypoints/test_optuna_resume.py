@@ -89,6 +89,20 @@ def test_an_interruption_before_the_queued_trial_ran_queues_it_once(storage: str
     assert _states(storage) == ["FAIL", "WAITING"]
 
 
+def test_never_more_trials_queued_than_the_continued_sweep_runs(storage: str) -> None:
+    """Two jobs at a time (n_jobs=2) were interrupted; the rerun lowers hydra.sweeper.n_trials (not one of the
+    sweep's arguments) so that only one trial is missing: only the first interrupted one is queued."""
+    prepare_study(storage, "s", ARGUMENTS, 4)
+    study = _load(storage)
+    _run_trial(study, 1.0)
+    first_cut = _run_trial(study, None, "RUNNING")
+    _run_trial(study, None, "RUNNING")
+    assert prepare_study(storage, "s", ARGUMENTS, 2).remaining == 1
+    trials = _load(storage).get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "FAIL", "WAITING"]
+    assert trials[-1].system_attrs["fixed_params"] == first_cut.params
+
+
 def test_another_sweep_never_joins_the_study(storage: str) -> None:
     prepare_study(storage, "s", ARGUMENTS, 3)
     with pytest.raises(UserError, match=r"^hydra\.sweeper\.study_name=s: .* started by another sweep"):
