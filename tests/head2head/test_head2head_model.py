@@ -250,3 +250,31 @@ def test_unknown_table_and_bad_curriculum_are_one_line_errors() -> None:
         Head2HeadModule(**config)
     with pytest.raises(UserError, match="sequence_length"):
         Head2HeadModule(**tiny_config(sequence_length={"start": 0, "double_every": 5}))
+
+
+def test_report_samples_name_each_clip_by_its_sequence_and_show_nmfc_prediction_truth() -> None:
+    """The held-out report's videos: one per kept sequence, named by the batch's "sequence" (else <stage>_<n>), with
+    the NMFC, the prediction and the truth as 8-bit frames (an independent numpy conversion here)."""
+    module = Head2HeadModule(**tiny_config(eval_flicker=False, loss_weights={"l1": 1.0}))
+    named = batch_of(2, 3)
+    unnamed = {k: v[:1] for k, v in batch_of(1, 3).items() if k != "sequence"}
+    predictions = [torch.rand(2, 3, 3, SIZE, SIZE) * 2.4 - 1.2, torch.rand(1, 3, 3, SIZE, SIZE) * 2 - 1]
+    module.eval_results["val"] = {
+        "samples": [(named, {"frames": predictions[0]}), (unnamed, {"frames": predictions[1]})]
+    }
+
+    def levels(frames: torch.Tensor) -> np.ndarray:  # (T, 3, H, W) in [-1, 1] -> (T, H, W, 3) uint8
+        return np.round((np.clip(frames.numpy(), -1, 1) + 1) * 127.5).astype(np.uint8).transpose(0, 2, 3, 1)
+
+    samples = module.report_samples("val")
+    assert [s.name for s in samples] == ["id000", "id001", "val_2"]
+    items = [(named, predictions[0], 0), (named, predictions[0], 1), (unnamed, predictions[1], 0)]
+    for sample, (batch, frames, index) in zip(samples, items):
+        sample.validate()
+        assert [label for label, _ in sample.videos] == ["NMFC", "prediction", "truth"]
+        expected = [levels(batch["nmfc"][index]), levels(frames[index]), levels(batch["image"][index])]
+        for (_, video), reference in zip(sample.videos, expected):
+            assert video.dtype == np.uint8 and np.array_equal(video, reference)
+    assert module.report_samples("test") == []  # a stage never evaluated has no samples
+    module.eval_results["test"] = module.eval_results.pop("val")
+    assert [s.name for s in module.report_samples()] == ["id000", "id001", "test_2"]  # the report's default: test
