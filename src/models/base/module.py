@@ -17,6 +17,9 @@ A subclass declares (the whole contract; everything but generate and the loss ho
     PROGRESS_BAR_METRIC                      the val metric shown on the progress bar
     generate(batch, generator) -> dict       forward pass (a chunk gets batch["carry"]; return "carry" to pass on)
     <hook>(batch, outputs, terms) -> dict    exactly the active `terms` (D updates get detached outputs)
+    discriminator_inputs(batch, outputs, name)   (real, fake) of a named D table; None: it scores 0 in this chunk
+    continues_stream(previous, batch)        an evaluation window continuing the last one starts from its carry
+    add_frozen_module(name, module)          (call in __init__) a helper network that never trains or is saved
     sample_metrics / sample_grid / export_model / baselines / export_modules / report_samples (src/models/system.py)
 
 Networks, criteria, optimizers and schedulers arrive as Hydra `_target_` configs (plain mappings; the model
