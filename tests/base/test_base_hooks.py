@@ -212,6 +212,26 @@ def test_a_frozen_helper_never_trains_and_stays_out_of_optimizers_ema_and_checkp
     assert helper[0].weight.dtype == torch.float64
 
 
+def test_a_frozen_helper_in_the_checkpoint_is_saved_and_loaded_strictly() -> None:
+    """in_checkpoint=True (a helper its config cannot rebuild, as dg_rfg's IDSG copy): `<name>.*` keys, strict load."""
+
+    class SavedHelperToy(ToySequenceSystem):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.add_frozen_module("saved", nn.Linear(2, 2), in_checkpoint=True)
+            self.add_frozen_module("unsaved", nn.Linear(2, 2))
+
+    torch.manual_seed(0)
+    module, other = SavedHelperToy(**without_phases()), SavedHelperToy(**without_phases())
+    state = module.state_dict()
+    assert {"saved.weight", "saved.bias"} <= set(state) and not any(k.startswith("unsaved.") for k in state)
+    assert not torch.equal(other.saved.weight, module.saved.weight)
+    other.load_state_dict(state)
+    assert torch.equal(other.saved.weight, module.saved.weight) and not other.saved.weight.requires_grad
+    with pytest.raises(RuntimeError, match=r"saved\.weight"):
+        other.load_state_dict({k: v for k, v in state.items() if k != "saved.weight"})
+
+
 def test_a_frozen_helper_passes_gradients_to_its_input() -> None:
     module = FrozenHelperToy(**without_phases())
     frames = torch.rand(3, 1, SIDE, SIDE, requires_grad=True)

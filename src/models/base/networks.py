@@ -39,7 +39,8 @@ def _has_running_statistics(network: nn.Module) -> bool:
 
 
 def _frozen_prefixes(module: Any, prefix: str) -> tuple[str, ...]:
-    return tuple(f"{prefix}{name}." for name in module.frozen_module_names)
+    """State-dict key prefixes of the frozen helpers kept out of checkpoints."""
+    return tuple(f"{prefix}{name}." for name in module.__dict__.get("_unsaved_frozen_names", ()))
 
 
 def _drop_frozen_state(module: Any, state_dict: dict[str, Any], prefix: str, local_metadata: Any) -> None:
@@ -121,23 +122,28 @@ class NetworksMixin:
         """Names given to add_frozen_module, in order."""
         return tuple(self.__dict__.get("_frozen_module_names", ()))
 
-    def add_frozen_module(self, name: str, module: nn.Module | None) -> None:
+    def add_frozen_module(self, name: str, module: nn.Module | None, in_checkpoint: bool = False) -> None:
         """Attach a helper network the system uses but never trains (a reference-flow estimator, an identity or
         perceptual backbone) as `self.<name>`.
 
         It is a registered submodule, so it follows the model's device and dtype, but it has no gradient, stays in
         eval mode whatever train() says, and is kept out of every optimizer, update, EMA and layout switch and out of
         the state dict: the system rebuilds it from its own config (its weights file) whenever the model is built,
-        so checkpoints stay small and load without it. None sets the attribute to None (unused in this config).
+        so checkpoints stay small and load without it. `in_checkpoint=True` keeps its weights in the state dict
+        (`<name>.*`, loaded strictly like any other) for a helper whose weights the config alone cannot rebuild.
+        None sets the attribute to None (unused in this config).
         """
         if not name.isidentifier() or name in self.__dict__ or hasattr(self, name):
             raise ValueError(f"{type(self).__name__}.add_frozen_module: {name!r} is taken or not an identifier")
         if module is None:
             object.__setattr__(self, name, None)
             return
-        if not self.frozen_module_names:
-            self.register_state_dict_post_hook(_drop_frozen_state)
-            self.register_load_state_dict_post_hook(_forgive_missing_frozen_state)
+        unsaved = self.__dict__.get("_unsaved_frozen_names", ())
+        if not in_checkpoint:
+            if not unsaved:
+                self.register_state_dict_post_hook(_drop_frozen_state)
+                self.register_load_state_dict_post_hook(_forgive_missing_frozen_state)
+            object.__setattr__(self, "_unsaved_frozen_names", (*unsaved, name))
         self.add_module(name, module.requires_grad_(False).eval())
         object.__setattr__(self, "_frozen_module_names", (*self.frozen_module_names, name))
 
