@@ -114,9 +114,8 @@ def test_yaw_buckets_hold_their_samples_only():
 def test_rfg_trains_on_the_true_target_and_scores_the_chosen_landmarks(tiny_checkpoints):
     from src.landmarks.drawing import draw_dg_landmarks
 
-    cfg = compose_model(
-        "dg_rfg", [f"model.idsg_checkpoint={tiny_checkpoints['idsg']}", "model.loss_weights.perceptual=0"]
-    )
+    overrides = [f"model.idsg_checkpoint={tiny_checkpoints['idsg']}", "model.loss_weights.perceptual=0"]
+    cfg = compose_model("dg_rfg", [*overrides, "data.drawing_supersample=1"])  # the original's drawing
     torch.manual_seed(0)
     model = hydra.utils.instantiate(cfg.model)
     data = batch()
