@@ -24,6 +24,7 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
@@ -189,10 +190,22 @@ def resume_arguments(argv: list[str]) -> list[str]:
     return [f"hydra.run.dir={_quoted(str(run))}", f"hydra.output_subdir={_quoted(f'.hydra/resume_{stamp}')}"]
 
 
+SIGTERM_EXIT_CODE = 143  # 128 + SIGTERM, what a shell reports for a process the signal ended
+
+
 def main() -> float | None:
     sys.argv[1:] = [*sys.argv[1:], *resume_arguments(sys.argv[1:])]
     try:
         return _hydra_main()
+    except SIGTERMException:
+        # Lightning stops at the next batch end and raises SystemExit() (exit code 0): a scheduler or a user would
+        # read an interrupted run as a finished one.
+        print(
+            "error: training was stopped by SIGTERM before it finished; continue it with "
+            "python train.py ckpt_path=<run>/checkpoints/last.ckpt",
+            file=sys.stderr,
+        )
+        sys.exit(SIGTERM_EXIT_CODE)
     except Exception as err:
         message = sweep_failure_message(err)  # e.g. Optuna's "no trial completed" after every trial failed
         if message is None:

@@ -20,6 +20,12 @@ from omegaconf import DictConfig
 POLL_S = 0.05
 
 
+def _job_number() -> int:
+    """The sweep job's number; a single run (no `hydra.job.num`) counts as job 0."""
+    job = HydraConfig.get().job
+    return int(job.num) if "num" in job and job.num is not None else 0
+
+
 def _claim(marker: Path, point: str) -> bool:
     """True the first time any job reaches the hold point (the marker is then written for the test to see)."""
     if marker.exists():
@@ -38,7 +44,7 @@ class HoldTrainerUntilSigterm(Callback):
         self.hook, self.job, self.marker, self.timeout_s = hook, job, Path(marker), timeout_s
 
     def _hold(self, trainer: Trainer, point: str) -> None:
-        if point != self.hook or HydraConfig.get().job.num != self.job or not _claim(self.marker, point):
+        if point != self.hook or _job_number() != self.job or not _claim(self.marker, point):
             return
         deadline = time.monotonic() + self.timeout_s
         while not trainer.received_sigterm:

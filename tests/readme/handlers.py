@@ -181,7 +181,7 @@ def train(session: Session, code: str, match: re.Match) -> None:
             assert client.win_exists("hparams"), "the run posted no hyper-parameters window to visdom"
             if QUICK in code:
                 assert client.win_exists("samples") or any(
-                    client.win_exists(k) for k in ("train/G/l1", "train/loss_G")
+                    client.win_exists(k) for k in ("train/G/l1_step", "train/G/total_step")
                 ), "the run drew no curve or sample grid in visdom"
     else:
         _train_and_check(session, code)
@@ -327,7 +327,8 @@ def convert(session: Session, code: str, match: re.Match) -> None:
 def faceworld_write(session: Session, code: str, match: re.Match) -> None:
     run_to_completion(session, code, match)
     out = session.repo / re.search(r"--out (\S+)", code).group(1)
-    assert any(out.rglob("*.png")), f"no images under {out}"
+    # dg writes .jpg as its original layout does; the others .png
+    assert any(p.suffix.lower() in {".png", ".jpg", ".jpeg"} for p in out.rglob("*")), f"no images under {out}"
 
 
 def faceworld_write_any_layout(session: Session, code: str, match: re.Match) -> None:
