@@ -297,7 +297,10 @@ class DGRFGModule(GANModule):
         drawing = ExportInput("drawing", (3, size, size), 0.0, 1.0, description="DG landmark drawing, white on black")
         source = ExportInput("source_image", (3, size, size), 0.0, 1.0, description="RGB face crop of the source")
         what = "EMA RFG" if deployable and module is not self.generator else "RFG"
-        return {"rfg": ExportSpec(module, (drawing, source), ("image",), source=what)}
+        # How to draw the input as the RFG was trained (src.datamodules.dg.dg_drawing): a deployer needs it.
+        how = {"half_face": self.half_face, "drawing_supersample": self.drawing_supersample}
+        how["drawing_line_width"] = self.drawing_line_width
+        return {"rfg": ExportSpec(module, (drawing, source), ("image",), source=what, metadata={"drawing": how})}
 
     # ------------------------------------------------------------------ pictures
     def _row(self, batch: Batch, outputs: dict[str, Any], index: int) -> list[np.ndarray]:

@@ -77,6 +77,8 @@ def test_drawing_settings_reach_the_batches_and_the_models_evaluation_drawing(dg
     )
     model = hydra.utils.instantiate(cfg.model)
     assert (model.drawing_supersample, model.drawing_line_width) == (4, 1.5)  # taken from data.* by the config
+    exported = model.export_modules(SIZE)["rfg"].metadata["drawing"]  # the export manifest says how to draw
+    assert exported == {"half_face": "symmetric", "drawing_supersample": 4, "drawing_line_width": 1.5}
     drawn = model.draw(sample["target_landmarks"][None], SIZE)
     points = sample["target_landmarks"].reshape(68, 2).numpy() * SIZE
     np.testing.assert_allclose(drawn[0, 0].numpy(), dg_drawing(points, SIZE, supersample=4, line_width=1.5), atol=1e-6)
