@@ -102,8 +102,14 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
             "src/models/components/dg_idsg.py",
             "src/models/components/dg_landmark_probe.py",
             "src/models/components/dg_rfg.py",
+            "src/models/components/dg_geometry.py",
         ],
-        ["tests/mutation_kills/test_dg_kills.py", "tests/dg/test_dg_networks.py", "tests/dg/test_dg_systems.py"],
+        [
+            "tests/mutation_kills/test_dg_kills.py",
+            "tests/dg/test_dg_networks.py",
+            "tests/dg/test_dg_systems.py",
+            "tests/dg/test_dg_drawing_geometry.py",
+        ],
     ),
     "models_head2head": (
         [

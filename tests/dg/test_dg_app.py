@@ -10,6 +10,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from src.apps.dg.run import AppSettings, run_app
 from src.utils.errors import DatasetError, UserError
@@ -91,3 +92,30 @@ def test_landmark_csv_folder_and_wrong_point_counts(dg_dataset, source, tiny_che
     with pytest.raises(DatasetError, match=r"0001.csv: expected 136 landmark values .* got 132 \(66 points\)"):
         run_app(settings(tiny_checkpoints, source=str(source), reference=str(folder), output=str(tmp_path / "p.mp4")))
     assert not (tmp_path / "p.mp4").exists()
+
+
+def test_app_draws_the_landmarks_as_the_rfg_run_trained(tiny_checkpoints, dg_dataset):
+    """A quick-start RFG learns from supersampled grey lines: the app must feed it the same drawing, not the
+    original's hard one (the run's checkpoint says how it drew)."""
+    from src.apps.dg.run import Reenactor, load_models
+    from src.datamodules.dg import dg_drawing
+    from src.utils.checkpoint import read_checkpoint
+
+    hparams = read_checkpoint(tiny_checkpoints["rfg"])["hyper_parameters"]
+    supersample = int(hparams["drawing_supersample"])
+    assert supersample > 1, "the tiny RFG run should supersample its drawing (conf/tiny/dg_rfg.yaml)"
+    idsg, rfg, size, drawing = load_models(settings(tiny_checkpoints, source="unused", reference="unused"))
+    assert (drawing.supersample, drawing.line_width) == (supersample, hparams["drawing_line_width"])
+    reenactor = Reenactor(idsg, rfg, size, use_eye_fix=False, drawing=drawing)
+    reenactor.set_source(crops(dg_dataset, 1)[0])
+    reference = np.array([[0.3 + 0.4 * (k % 17) / 16, 0.25 + 0.5 * (k // 17) / 4] for k in range(68)])
+    shown, face = reenactor(reference)
+    # the app's picture is the drawing the RFG was fed: recompute it from IDSG's landmarks with the run's settings
+    with torch.no_grad():
+        ref = torch.from_numpy(reference.astype(np.float32).reshape(1, -1))
+        points = idsg.decode(ref, reenactor.identity).reshape(68, -1)[:, :2].numpy() * size
+    expected = dg_drawing(points, size, drawing.half_face, supersample, hparams["drawing_line_width"])
+    np.testing.assert_array_equal(shown[..., 0], (expected * 255).round().astype(np.uint8))
+    hard = dg_drawing(points, size, drawing.half_face)  # the original's drawing differs: grey levels appear
+    assert not np.array_equal(expected, hard) and ((expected > 0) & (expected < 1)).mean() > 0
+    assert face.shape == (size, size, 3)

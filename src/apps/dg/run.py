@@ -24,10 +24,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from src.datamodules.dg import landmark_values
+from src.datamodules.dg import dg_drawing, landmark_values
 from src.faceworld.writers.reenact import crop_box
 from src.io.images import ImageReadError, read_image
-from src.landmarks.drawing import draw_dg_landmarks
 from src.models.components.dg_idsg import eye_fix
 from src.utils.errors import CheckpointError, UserError
 
@@ -73,12 +72,28 @@ class AppSummary:
 
 
 # ---------------------------------------------------------------------------------------------------- the model
+@dataclass(frozen=True)
+class DrawingStyle:
+    """How the RFG run drew its landmarks (src.datamodules.dg.dg_drawing); the app must draw the same way, or a
+    quick-start RFG trained on supersampled grey lines would be fed the original's hard ones."""
+
+    half_face: str
+    supersample: int = 1
+    line_width: float | None = None
+
+    def draw(self, points: np.ndarray, size: int) -> np.ndarray:
+        """(size, size) float32 in [0, 1] for (68, 2) points in pixels of the crop."""
+        return dg_drawing(points, size, self.half_face, self.supersample, self.line_width)
+
+
 class Reenactor:
     """IDSG + eye fix + drawing + RFG on one source face; __call__ takes a reference's 68 landmarks in [0, 1]."""
 
-    def __init__(self, idsg: torch.nn.Module, rfg: torch.nn.Module, size: int, use_eye_fix: bool, half_face: str):
+    def __init__(
+        self, idsg: torch.nn.Module, rfg: torch.nn.Module, size: int, use_eye_fix: bool, drawing: DrawingStyle
+    ) -> None:
         self.idsg, self.rfg, self.size = idsg.eval(), rfg.eval(), int(size)
-        self.use_eye_fix, self.half_face = use_eye_fix, half_face
+        self.use_eye_fix, self.drawing = use_eye_fix, drawing
         self.source: torch.Tensor | None = None
         self.identity: torch.Tensor | None = None
 
@@ -96,13 +111,15 @@ class Reenactor:
         if self.use_eye_fix:
             predicted = eye_fix(predicted, reference)
         points = predicted.reshape(68, -1)[:, :2].numpy() * self.size
-        drawing = np.repeat(draw_dg_landmarks(points, self.size, half_face=self.half_face)[..., None], 3, axis=2)
-        face = self.rfg(torch.from_numpy(drawing).permute(2, 0, 1)[None].float() / 255.0, self.source)
-        return drawing, (face[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+        drawing = np.repeat(self.drawing.draw(points, self.size)[..., None], 3, axis=2)
+        face = self.rfg(torch.from_numpy(drawing).permute(2, 0, 1)[None].float(), self.source)
+        as_bytes = (drawing * 255).round().astype(np.uint8)
+        return as_bytes, (face[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
 
 
-def load_models(settings: AppSettings) -> tuple[torch.nn.Module, torch.nn.Module, int, str]:
-    """(IDSG, RFG, image size, half-face rule) from the checkpoints; CheckpointError / UserError naming the key."""
+def load_models(settings: AppSettings) -> tuple[torch.nn.Module, torch.nn.Module, int, DrawingStyle]:
+    """(IDSG, RFG, image size, the RFG run's drawing) from the checkpoints; CheckpointError / UserError naming the
+    key. `half_face` of the settings, when given, overrides the run's half-face rule."""
     from src.utils.checkpoint import load_module
 
     for key in ("rfg", "idsg"):
@@ -119,7 +136,10 @@ def load_models(settings: AppSettings) -> tuple[torch.nn.Module, torch.nn.Module
         raise UserError(f"idsg is required: {settings.rfg} was trained without model.idsg_checkpoint")
     rfg = rfg_system.inference_generator
     blocks = sum(1 for m in rfg.style_encoder.shared if m.__class__.__name__ == "ResBlock")
-    return idsg, rfg, 2 ** (blocks + 2), settings.half_face or rfg_system.half_face
+    drawing = DrawingStyle(
+        settings.half_face or rfg_system.half_face, rfg_system.drawing_supersample, rfg_system.drawing_line_width
+    )
+    return idsg, rfg, 2 ** (blocks + 2), drawing
 
 
 # ---------------------------------------------------------------------------------------------------- faces
@@ -260,8 +280,8 @@ def run_app(settings: AppSettings) -> AppSummary:
 
     if settings.max_frames is not None and settings.max_frames < 1:
         raise UserError(f"max_frames must be >= 1 or null, got {settings.max_frames}")
-    idsg, rfg, size, half_face = load_models(settings)
-    reenactor = Reenactor(idsg, rfg, size, settings.eye_fix, half_face)
+    idsg, rfg, size, drawing = load_models(settings)
+    reenactor = Reenactor(idsg, rfg, size, settings.eye_fix, drawing)
     try:
         source = cv2.cvtColor(read_image(settings.source, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     except ImageReadError as err:
