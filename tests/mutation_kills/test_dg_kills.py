@@ -157,6 +157,8 @@ def test_rfg_default_export_is_the_inference_generator() -> None:
     nn.Module.__init__(module)
     module.generator, average = nn.Conv2d(6, 3, 1), nn.Conv2d(6, 3, 1)
     object.__setattr__(module, "_generator_override", average)  # what inference_generator returns first
+    # the manifest also says how to draw the input (export_modules reads these)
+    module.half_face, module.drawing_supersample, module.drawing_line_width = "symmetric", 1, None
     (spec,) = module.export_modules(16).values()
     assert spec.module is average and spec.source == "EMA RFG"
     (raw,) = module.export_modules(16, deployable=False).values()
