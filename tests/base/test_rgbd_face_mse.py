@@ -9,8 +9,7 @@ from typing import Any
 import lightning as L
 import pytest
 import torch
-from test_rgbd_face_pinned import STEPS, PinnedFaces, StepRecorder, pinned_kwargs
-from torch.utils.data import DataLoader
+from test_rgbd_face_pinned import STEPS, fit_pinned, pinned_kwargs
 
 from src.models.rgbd_face import RGBDFaceModule, SquaredReconstructionLoss
 
@@ -59,22 +58,7 @@ def fit_steps(module: RGBDFaceModule, tmp_path: Path) -> list[dict[str, float]]:
     """Logged per-step losses of a few training steps on the pinned faces."""
     torch.set_num_threads(1)
     L.seed_everything(7, verbose=False)
-    recorder = StepRecorder()
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        limit_train_batches=STEPS,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[recorder],
-        default_root_dir=tmp_path,
-    )
-    trainer.fit(module, train_dataloaders=DataLoader(PinnedFaces(), batch_size=2, shuffle=False))
-    return recorder.steps
+    return fit_pinned(module, tmp_path)
 
 
 def test_mse_weight_scales_the_term_into_the_generator_total(tmp_path: Path) -> None:

@@ -118,10 +118,8 @@ class StepRecorder(L.Callback):
         self.steps.append({k[: -len("_step")]: float(v) for k, v in metrics.items() if k.endswith("_step")})
 
 
-def run_pinned(tmp_path: Path, **settings: Any) -> tuple[list[dict[str, float]], torch.Tensor]:
-    torch.set_num_threads(1)
-    L.seed_everything(7, verbose=False)
-    module = RGBDFaceModule(**pinned_kwargs(**settings))
+def fit_pinned(module: RGBDFaceModule, tmp_path: Path) -> list[dict[str, float]]:
+    """Logged per-step losses of STEPS training steps on the pinned faces (the caller seeds)."""
     recorder = StepRecorder()
     trainer = L.Trainer(
         accelerator="cpu",
@@ -136,13 +134,21 @@ def run_pinned(tmp_path: Path, **settings: Any) -> tuple[list[dict[str, float]],
         callbacks=[recorder],
         default_root_dir=tmp_path,
     )
+    trainer.fit(module, train_dataloaders=DataLoader(PinnedFaces(), batch_size=2, shuffle=False))
+    return recorder.steps
+
+
+def run_pinned(tmp_path: Path, **settings: Any) -> tuple[list[dict[str, float]], torch.Tensor]:
+    torch.set_num_threads(1)
+    L.seed_everything(7, verbose=False)
+    module = RGBDFaceModule(**pinned_kwargs(**settings))
+    steps = fit_pinned(module, tmp_path)
     dataset = PinnedFaces()
-    trainer.fit(module, train_dataloaders=DataLoader(dataset, batch_size=2, shuffle=False))
     module.eval()
     batch = {k: v for k, v in next(iter(DataLoader(dataset, batch_size=FRAMES))).items()}
     with torch.no_grad():
         output = module.generate(batch, module.inference_generator)["rgbd"]
-    return recorder.steps, output
+    return steps, output
 
 
 def describe(output: torch.Tensor) -> list[float]:
