@@ -19,6 +19,7 @@ import lightning as L
 import pytest
 import torch
 from base_toy_system import SIDE, ToySequences, ToySequenceSystem, toy_config
+from test_base_system import trainer
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -168,18 +169,9 @@ class FrozenHelperToy(ToySequenceSystem):
 
 
 def fit(module: ToySequenceSystem, tmp_path: Path, epochs: int = 1) -> L.Trainer:
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_epochs=epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        default_root_dir=tmp_path,
-    )
-    trainer.fit(module, DataLoader(ToySequences(4), batch_size=2))
-    return trainer
+    quiet = trainer(tmp_path, epochs, num_sanity_val_steps=0)
+    quiet.fit(module, DataLoader(ToySequences(4), batch_size=2))
+    return quiet
 
 
 def test_a_frozen_helper_never_trains_and_stays_out_of_optimizers_ema_and_checkpoints(tmp_path: Path) -> None:
